@@ -1,0 +1,35 @@
+# Quick start: `make train` (set up + train on the built-in synthetic cards), `make test`.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# pip prints a warning per unreachable extra index on this kind of machine; keep the output readable.
+PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: setup train test cockpit bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
+	$(BIN)/pip install -q -e '.[cockpit,gcs,test]' 2>&1 | $(PIP_QUIET)
+	$(BIN)/python -c "import torch, torchvision, textual"   # fail here, not mid-run
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(BIN)/python -m core.train --preset local
+
+cockpit: setup
+	$(BIN)/psa-cockpit presets/local.toml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf outputs .pytest_cache
