@@ -1,0 +1,2 @@
+"""Shared test setup. Fixture modules register here; append `pytest_plugins += [...]` lines."""
+pytest_plugins = ["tests.fixtures_cloud"]

@@ -1,0 +1,37 @@
+"""Shared pytest fixtures for tests that talk to fake cloud services (registered in conftest.py)."""
+from __future__ import annotations
+
+import uuid
+from typing import Iterator
+
+import pytest
+
+from tests.fakes.gcs_server import create_bucket, start_fake_gcs
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server(tmp_path_factory) -> Iterator[str]:
+    """One fake-gcs-server per test session (in memory); yields its http://127.0.0.1:P URL."""
+    url, stop = start_fake_gcs(tmp_path_factory.mktemp("fake-gcs"))
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture
+def fake_gcs(fake_gcs_server, monkeypatch) -> str:
+    """The session's fake-gcs-server with STORAGE_EMULATOR_HOST set for this test; yields the URL.
+
+    Use `fake_gcs_bucket` for a fresh, empty bucket per test.
+    """
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server)
+    return fake_gcs_server
+
+
+@pytest.fixture
+def fake_gcs_bucket(fake_gcs) -> str:
+    """A fresh empty bucket on the fake server (STORAGE_EMULATOR_HOST set); yields its name."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    create_bucket(fake_gcs, name)
+    return name
