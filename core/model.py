@@ -1,0 +1,175 @@
+"""DualBranchGrader: one torchvision backbone per card side, grade/edge/centering heads, fused by weight.
+
+The back branch carries `lambda_fusion` of the vote (backs show edge wear more clearly, DESIGN.md §2).
+Phase 1 trains the back branch alone (`forward(back)`); phase 2 starts from phase 1's best weights with
+the front backbone copied from the back one (`init_from_phase1`) and trains both (`forward(back, front)`).
+Backbones are always built with weights=None: nothing is ever downloaded. `weights` may name a local
+torchvision state dict for the architecture, loaded into both branches' feature extractors.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+# Keep in sync with core.config.BACKBONES (a test checks it).
+BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small",
+             "mobilenet_v3_large", "convnext_tiny")
+
+
+def build_backbone(name: str) -> tuple[nn.Module, int, str]:
+    """(feature extractor returning pooled features [B, dim], dim, prefix of the stripped classifier keys).
+
+    The torchvision module is kept whole with only the final classification layer replaced by Identity,
+    so its own global pool runs and its state-dict keys stay torchvision's: a torchvision weights file
+    loads as is. MobileNetV3 keeps its pre-logits Linear + Hardswish and ConvNeXt its final LayerNorm,
+    because those are part of the learned representation, not of the 1000-class ImageNet head.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone={name!r}: expected one of {', '.join(BACKBONES)}")
+    net = getattr(torchvision.models, name)(weights=None)
+    if name.startswith("resnet"):
+        dim, net.fc, prefix = net.fc.in_features, nn.Identity(), "fc."
+    elif name.startswith("convnext"):
+        dim, prefix = net.classifier[2].in_features, "classifier.2."
+        net.classifier[2] = nn.Identity()
+    elif name.startswith("mobilenet_v3"):
+        dim, prefix = net.classifier[0].out_features, "classifier.3."
+        net.classifier = net.classifier[:2]
+    else:  # efficientnet: classifier = [Dropout, Linear]; our own dropout replaces theirs
+        dim, net.classifier, prefix = net.classifier[1].in_features, nn.Identity(), "classifier."
+    return net, dim, prefix
+
+
+def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str) -> None:
+    """Load a local torchvision state dict into `net`, ignoring the stripped classifier's keys.
+
+    Raises ValueError naming the path (missing/unreadable file) or a few offending keys (mismatch).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"model.weights: {path} does not exist; expected a local .pth state dict for {name}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or non-tensor file
+        raise ValueError(f"model.weights: cannot read {path} as a state dict ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"model.weights: {path} is not a state dict (name -> tensor) for {name}")
+    state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        details = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                            for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                                ("wrong shape", wrong)) if keys)
+        raise ValueError(f"model.weights: {path} does not match {name} ({details})")
+    net.load_state_dict(state, strict=False)  # keys checked above; strict would want the stripped head
+
+
+class Branch(nn.Module):
+    """One side: backbone -> dropout -> grade logits, edge damage (sigmoid), centering [lr, tb] (sigmoid)."""
+
+    def __init__(self, backbone: str, dropout: float, num_grades: int):
+        super().__init__()
+        self.backbone, dim, self.head_prefix = build_backbone(backbone)
+        self.dropout = nn.Dropout(dropout)
+        self.grade_head = nn.Linear(dim, num_grades)
+        self.edge_head = nn.Linear(dim, 1)
+        self.center_head = nn.Linear(dim, 2)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        feats = self.dropout(torch.flatten(self.backbone(x), 1))
+        return {"logits": self.grade_head(feats),
+                "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
+                "centering": torch.sigmoid(self.center_head(feats))}
+
+
+class DualBranchGrader(nn.Module):
+    """Two branches (back, front) fused with weight `lambda_fusion` on the back.
+
+    forward(back, front=None) returns:
+      "logits" [B, num_grades], "edge" [B] in [0, 1], "centering" [B, 4] (front lr, front tb, back lr,
+      back tb, the order of CardRecord.centering), "center_valid" [4] bool: which centering columns are
+      real predictions.
+    Edge is fused like the logits (lambda-weighted average of the branches' sigmoid outputs) rather than
+    predicted from concatenated features: each branch's edge head then exists and trains in phase 1 and
+    carries over unchanged into phase 2, and the fused value stays in [0, 1].
+    Back-only mode (front=None, phase 1): logits and edge are the back branch's; the front half of
+    "centering" repeats the back branch's prediction as a finite placeholder and "center_valid" is
+    [False, False, True, True] so the loss (core.losses.grading_loss) ignores it.
+    """
+
+    def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
+                 dropout: float = 0.2, num_grades: int = 10):
+        super().__init__()
+        if not 0.0 <= lambda_fusion <= 1.0:
+            raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout={dropout}: expected a value in [0, 1)")
+        if num_grades < 2:
+            raise ValueError(f"num_grades={num_grades}: expected at least 2")
+        self.backbone_name, self.lambda_fusion = backbone, float(lambda_fusion)
+        self.dropout_p, self.num_grades = float(dropout), int(num_grades)
+        self.back = Branch(backbone, dropout, num_grades)
+        self.front = Branch(backbone, dropout, num_grades)
+        if weights:
+            for branch in (self.back, self.front):
+                load_backbone_weights(branch.backbone, weights, branch.head_prefix, backbone)
+        # Buffers follow .to(device), so forward never copies a mask host-to-device.
+        self.register_buffer("_valid_dual", torch.ones(4, dtype=torch.bool), persistent=False)
+        self.register_buffer("_valid_back_only", torch.tensor([False, False, True, True]), persistent=False)
+
+    def forward(self, back: Tensor, front: Tensor | None = None) -> dict[str, Tensor]:
+        b = self.back(back)
+        if front is None:
+            return {"logits": b["logits"], "edge": b["edge"],
+                    "centering": torch.cat([b["centering"], b["centering"]], dim=1),
+                    "center_valid": self._valid_back_only}
+        f = self.front(front)
+        lam = self.lambda_fusion
+        return {"logits": lam * b["logits"] + (1.0 - lam) * f["logits"],
+                "edge": lam * b["edge"] + (1.0 - lam) * f["edge"],
+                "centering": torch.cat([f["centering"], b["centering"]], dim=1),
+                "center_valid": self._valid_dual}
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this architecture (weights come from the state dict)."""
+        return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
+                "dropout": self.dropout_p, "num_grades": self.num_grades}
+
+    @classmethod
+    def from_config(cls, d: dict) -> "DualBranchGrader":
+        """Rebuild from `config()` output; other keys (e.g. image size in an export file) are ignored."""
+        if "backbone" not in d:
+            raise ValueError("model config: missing key 'backbone'")
+        return cls(backbone=d["backbone"], lambda_fusion=d.get("lambda_fusion", 0.7),
+                   dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10))
+
+    def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
+        """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
+
+        The front heads keep their fresh initialisation: the back's heads were fitted to back images, and
+        small random front logits perturb the fused prediction less than confident ones from a head that
+        never saw a front. Accepts a full model state dict or just its "back." entries, with or without
+        the "module." (DDP) / "_orig_mod." (torch.compile) prefixes.
+        """
+        back = {}
+        for key, value in phase1_state_dict.items():
+            for prefix in ("module.", "_orig_mod."):
+                key = key.removeprefix(prefix)
+            if key.startswith("back."):
+                back[key.removeprefix("back.")] = value
+        own = self.back.state_dict()
+        problems = ([f"missing {k}" for k in own if k not in back]
+                    + [f"unexpected {k}" for k in back if k not in own]
+                    + [f"wrong shape {k}" for k in back if k in own and back[k].shape != own[k].shape])
+        if problems:
+            raise ValueError(f"phase 1 state dict does not match a {self.backbone_name} back branch with "
+                             f"{self.num_grades} grades ({', '.join(problems[:3])})")
+        self.back.load_state_dict(back)
+        self.front.backbone.load_state_dict(self.back.backbone.state_dict())
