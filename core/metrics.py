@@ -48,8 +48,8 @@ def qwk(y_true: Any, y_pred: Any, num_classes: int = 10) -> float:
 
     O is the confusion matrix, E = outer(row sums, col sums) / N, w_ij = (i - j)^2 and
     kappa = 1 - sum(w*O) / sum(w*E). When sum(w*E) == 0 (every true and predicted grade is one and the
-    same value, or there are no samples) kappa is undefined; we return 1.0 if every prediction equals its
-    truth (perfect agreement) and 0.0 otherwise, so a degenerate split never yields NaN.
+    same value) kappa is undefined (scikit-learn gives NaN); we return 1.0 if every prediction equals its
+    truth (perfect agreement) and 0.0 otherwise, so a degenerate split never yields NaN. No samples: 0.0.
     """
     t, p = _pair(y_true, y_pred, num_classes)
     if t.size == 0:
