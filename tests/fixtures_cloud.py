@@ -35,3 +35,23 @@ def fake_gcs_bucket(fake_gcs) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     create_bucket(fake_gcs, name)
     return name
+
+
+@pytest.fixture
+def fake_logging(monkeypatch):
+    """An in-process Cloud Logging service; PSA_LOGGING_ENDPOINT points at it for this test."""
+    from tests.fakes.logging_server import FakeLogging
+
+    with FakeLogging() as server:
+        monkeypatch.setenv("PSA_LOGGING_ENDPOINT", server.address)
+        yield server
+
+
+@pytest.fixture
+def fake_vertex(fake_logging, monkeypatch):
+    """An in-process Vertex JobService wired to `fake_logging`; PSA_VERTEX_ENDPOINT points at it."""
+    from tests.fakes.vertex_server import FakeVertex
+
+    with FakeVertex(logging=fake_logging) as server:
+        monkeypatch.setenv("PSA_VERTEX_ENDPOINT", server.address)
+        yield server

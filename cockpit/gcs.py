@@ -1,0 +1,116 @@
+"""Copy directories to and from Cloud Storage: the data upload before a submit, the model pull after.
+
+Re-uploading a data set is cheap: a file whose size and MD5 match the object already there is skipped
+(one list request tells us both). Errors come back as one line naming the gs:// path.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from cockpit import clients
+from cockpit.errors import EXIT_SUBMIT, CockpitError
+
+
+def parse_gs(uri: str) -> tuple[str, str]:
+    """'gs://bucket/a/b' -> ('bucket', 'a/b'); 'gs://bucket' -> ('bucket', '')."""
+    if not uri.startswith("gs://") or not uri[5:].split("/", 1)[0]:
+        raise CockpitError(f"{uri!r} is not a gs://bucket/path URI")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def _md5_b64(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _error(action: str, uri: str, exc: Exception) -> CockpitError:
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.NotFound):
+        bucket = parse_gs(uri)[0]
+        return CockpitError(f"{action} {uri}: bucket gs://{bucket} or object not found", EXIT_SUBMIT)
+    if isinstance(exc, gexc.Forbidden):
+        return CockpitError(f"{action} {uri}: permission denied (check the account's Storage roles)",
+                            EXIT_SUBMIT)
+    message = getattr(exc, "message", None) or str(exc)
+    return CockpitError(f"{action} {uri}: {message.splitlines()[0] if message else type(exc).__name__}",
+                        EXIT_SUBMIT)
+
+
+def upload_dir(local_dir: str | os.PathLike, gs_uri: str,
+               on_progress: Callable[[str, int, int], None] | None = None,
+               client: Any = None) -> tuple[int, int]:
+    """Upload every file under local_dir to gs_uri/<relative path>; returns (uploaded, skipped).
+
+    on_progress(relative_path, done, total) is called after each file.
+    """
+    from google.api_core import exceptions as gexc
+
+    root = Path(local_dir)
+    if not root.is_dir():
+        raise CockpitError(f"{root}: not a directory to upload")
+    bucket_name, prefix = parse_gs(gs_uri)
+    prefix = prefix.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    client = client or clients.storage_client()
+    try:
+        bucket = client.bucket(bucket_name)
+        existing = {b.name: (b.size, b.md5_hash) for b in client.list_blobs(bucket_name, prefix=prefix)}
+        uploaded = skipped = 0
+        for i, path in enumerate(files, 1):
+            rel = path.relative_to(root).as_posix()
+            name = prefix + rel
+            if existing.get(name) == (path.stat().st_size, _md5_b64(path)):
+                skipped += 1
+            else:
+                bucket.blob(name).upload_from_filename(str(path))
+                uploaded += 1
+            if on_progress:
+                on_progress(rel, i, len(files))
+    except gexc.GoogleAPICallError as exc:
+        raise _error("upload to", gs_uri, exc) from None
+    return uploaded, skipped
+
+
+def download_prefix(gs_uri: str, local_dir: str | os.PathLike, client: Any = None) -> int:
+    """Download every object under gs_uri into local_dir (keeping relative paths); returns the count."""
+    from google.api_core import exceptions as gexc
+
+    bucket_name, prefix = parse_gs(gs_uri)
+    prefix = prefix.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    root = Path(local_dir)
+    client = client or clients.storage_client()
+    count = 0
+    try:
+        for blob in client.list_blobs(bucket_name, prefix=prefix):
+            rel = blob.name[len(prefix):]
+            if not rel or rel.endswith("/"):  # the "folder" placeholder objects some tools create
+                continue
+            target = root / rel
+            if ".." in Path(rel).parts:
+                raise CockpitError(f"{gs_uri}: refusing object name {blob.name!r} (leaves {root})")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # write beside the target and rename, so an interrupted pull never leaves half a model file
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+            try:
+                blob.download_to_filename(tmp)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            count += 1
+    except gexc.GoogleAPICallError as exc:
+        raise _error("download from", gs_uri, exc) from None
+    return count
