@@ -1,0 +1,342 @@
+"""Time and cost estimate of a preset's run on its Vertex AI machine, before anything is submitted.
+
+hours = training steps x step time on the target hardware. The step time starts from a measured
+throughput (samples/s; a sample is one card, front + back) and says where it came from:
+  1. the last local run's `epoch` metric lines (training.log / metrics.jsonl) with the same backbone and
+     image size,
+  2. else, when asked, a quick CPU benchmark of the model at the preset's image size,
+  3. else the catalog's default per-backbone table (measured on a T4).
+A CPU measurement is turned into target throughput with the catalog's rough relative-speed factors.
+cost = (machine + GPUs) x replicas x hours, on-demand and spot side by side.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from core.config import Config
+from cockpit.catalog import Catalog
+from cockpit.errors import CockpitError
+
+LOG_NAMES = ("training.log", "metrics.jsonl")
+PHASE1_COST = 0.5  # phase 1 trains the back branch only: about half the compute of phase 2
+SYNTHETIC_TRAIN_SHARE, SYNTHETIC_VAL_SHARE = 0.8, 0.1
+
+
+@dataclass
+class StepTime:
+    """Measured phase-2 training throughput and what it was measured on."""
+    samples_per_s: float
+    device: str                            # "cpu" (this machine) or an accelerator enum (reference GPU)
+    source: str                            # human-readable: where the number came from
+    image_size: tuple[int, int] | None = None  # [width, height] it was measured at; None = the preset's
+    cpu_cores: int = 2                     # cores of the measuring CPU (device "cpu")
+
+
+@dataclass
+class Estimate:
+    hours: float
+    on_demand_usd: float
+    spot_usd: float
+    hourly_on_demand: float      # all replicas together
+    hourly_spot: float
+    step_time_s: float           # seconds per training step of batch_size samples on the target
+    steps: int                   # training steps of both phases (before early stopping)
+    source: str                  # where the step time came from
+    samples_per_s: float = 0.0   # phase-2 throughput on the target
+    train_cards: int = 0
+    val_cards: int = 0
+    dataset_source: str = ""
+    spot: bool = False           # whether the preset runs on Spot VMs
+    target: str = ""             # "n1-standard-8 + 1 x NVIDIA_TESLA_T4, 1 replica, us-central1"
+    price_source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> float:
+        """What the job would pay: the spot figure for a spot preset, else on-demand."""
+        return self.spot_usd if self.spot else self.on_demand_usd
+
+    def exceeds(self, max_cost_usd: float) -> bool:
+        """True when a cost limit is set (> 0) and the job's estimated cost is above it."""
+        return max_cost_usd > 0 and self.cost_usd > max_cost_usd
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Step time sources
+
+
+def _read_events(path: Path) -> list[dict]:
+    events = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if isinstance(obj, dict) and isinstance(obj.get("event"), str):
+                        events.append(obj)
+    except OSError:
+        return []
+    return events
+
+
+def _run_settings(run_dir: Path, events: list[dict]) -> dict[str, Any]:
+    """backbone / image_size / device of a past run, from its `start` event or its saved config."""
+    found: dict[str, Any] = {}
+    for ev in events:
+        if ev.get("event") != "start":
+            continue
+        cfg = ev.get("config") if isinstance(ev.get("config"), dict) else {}
+        for key, section in (("backbone", "model"), ("image_size", "data")):
+            nested = cfg.get(section) if isinstance(cfg.get(section), dict) else {}
+            for value in (ev.get(key), cfg.get(key), nested.get(key)):
+                if value is not None:
+                    found[key] = value
+                    break
+        if ev.get("device") is not None:
+            found["device"] = str(ev["device"])
+    for name in ("config.toml", "config.json"):
+        path = run_dir / name
+        if ("backbone" in found and "image_size" in found) or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            raw = json.loads(text) if name.endswith(".json") else tomllib.loads(text)
+        except (OSError, ValueError):
+            continue
+        for key, section in (("backbone", "model"), ("image_size", "data")):
+            value = (raw.get(section) or {}).get(key)
+            if value is not None:
+                found.setdefault(key, value)
+    return found
+
+
+def _candidate_dirs(cfg: Config, runs_dir: Path | None) -> list[Path]:
+    dirs = []
+    if cfg.output.dir and not cfg.output.dir.startswith("gs://"):
+        dirs.append(Path(cfg.output.dir))
+    if runs_dir and runs_dir.is_dir():
+        runs = [p for p in runs_dir.iterdir() if p.is_dir()]
+        dirs += sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+    return dirs
+
+
+def step_time_from_runs(cfg: Config, runs_dir: Path | None = Path("outputs/runs")) -> StepTime | None:
+    """Throughput from the newest local run of the same backbone and image size, or None.
+
+    Looks at the preset's own output dir, then the LocalBackend run dirs (newest first). Phase-2 epoch
+    lines are preferred (median, so a first epoch that filled the cache does not count alone); with
+    only phase-1 lines, phase-2 throughput is taken as half (phase 1 runs one branch).
+    """
+    for run_dir in _candidate_dirs(cfg, runs_dir):
+        for name in LOG_NAMES:
+            log = run_dir / name
+            if not log.is_file():
+                continue
+            events = _read_events(log)
+            speeds = {1: [], 2: []}
+            for ev in events:
+                sps = ev.get("samples_per_s")
+                if ev.get("event") == "epoch" and isinstance(sps, (int, float)) and sps > 0:
+                    speeds[2 if ev.get("phase") == 2 else 1].append(float(sps))
+            if not speeds[1] and not speeds[2]:
+                continue
+            settings = _run_settings(run_dir, events)
+            if settings.get("device", "cpu").split(":")[0] != "cpu":
+                continue  # measured on a GPU: the CPU-to-GPU factors do not apply
+            if "backbone" in settings and settings["backbone"] != cfg.model.backbone:
+                continue
+            if "image_size" in settings and list(settings["image_size"]) != list(cfg.data.image_size):
+                continue
+            if not settings and run_dir != Path(cfg.output.dir):
+                continue  # nothing says this run used the same model
+            if speeds[2]:
+                sps, how = statistics.median(speeds[2]), "phase 2"
+            else:
+                sps, how = statistics.median(speeds[1]) * PHASE1_COST, "phase 1 halved"
+            return StepTime(sps, "cpu", f"last local run {_show(log)} ({sps:.0f} samples/s on CPU, {how})",
+                            None, os.cpu_count() or 1)
+    return None
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def quick_benchmark(cfg: Config, steps: int = 3, batch_size: int = 8, time_limit_s: float = 8.0) -> StepTime:
+    """A few phase-2 forward/backward steps of the model on this CPU at the preset's image size.
+
+    Imports torch and core.model lazily (the CLI's start-up stays light); stops early past
+    `time_limit_s`. Raises CockpitError when the model cannot be built.
+    """
+    try:
+        import torch
+        from core.model import DualBranchGrader
+    except ImportError as exc:
+        raise CockpitError(f"quick benchmark unavailable: {exc}") from None
+    width, height = cfg.data.image_size
+    torch.manual_seed(0)
+    model = DualBranchGrader(cfg.model.backbone, weights="", lambda_fusion=cfg.model.lambda_fusion,
+                             dropout=cfg.model.dropout)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    back = torch.rand(batch_size, 3, height, width)
+    front = torch.rand(batch_size, 3, height, width)
+    target = torch.randint(0, 10, (batch_size,))
+
+    def one_step() -> None:
+        logits = model(back, front)["logits"]
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one_step()  # warm-up: allocator and kernel selection
+    start, done = time.perf_counter(), 0
+    while done < steps and (done == 0 or time.perf_counter() - start < time_limit_s):
+        one_step()
+        done += 1
+    sps = batch_size * done / (time.perf_counter() - start)
+    return StepTime(sps, "cpu", f"quick local benchmark ({sps:.1f} samples/s on CPU, {done} steps of "
+                                f"{batch_size})", None, torch.get_num_threads())
+
+
+def default_step_time(cfg: Config, catalog: Catalog) -> StepTime:
+    """The catalog's per-backbone T4 throughput (a rough default, no measurement)."""
+    table = catalog.speed.t4_samples_per_s
+    if cfg.model.backbone not in table:
+        raise CockpitError(f"no default speed for backbone '{cfg.model.backbone}' in {catalog.path} "
+                           f"[speed.t4_samples_per_s]; run it locally once or use --benchmark")
+    sps = table[cfg.model.backbone]
+    w, h = catalog.speed.reference_size
+    return StepTime(sps, "NVIDIA_TESLA_T4",
+                    f"default table ({cfg.model.backbone}: {sps:g} samples/s on a T4 at {w}x{h})", (w, h))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The estimate
+
+
+def dataset_size(cfg: Config) -> tuple[int, int, str]:
+    """(train cards, val cards, where the numbers came from): the splits file if readable, else the
+    synthetic set's size (synthetic_n x 0.8 train, x 0.1 val)."""
+    path = cfg.data.splits
+    if path and not path.startswith("gs://"):
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            train, val = raw["train"], raw.get("val", [])
+            if isinstance(train, list) and isinstance(val, list):
+                return len(train), len(val), path
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+    n = cfg.data.synthetic_n
+    return (int(n * SYNTHETIC_TRAIN_SHARE), int(n * SYNTHETIC_VAL_SHARE),
+            f"data.synthetic_n {n} x {SYNTHETIC_TRAIN_SHARE:g} train / {SYNTHETIC_VAL_SHARE:g} val")
+
+
+def target_samples_per_s(st: StepTime, cfg: Config, catalog: Catalog) -> float:
+    """Phase-2 throughput of the whole job (all GPUs, all replicas) from a measured StepTime."""
+    sp = catalog.speed
+    width, height = cfg.data.image_size
+    mw, mh = st.image_size or (width, height)
+    base = st.samples_per_s * (mw * mh) / (width * height)  # throughput scales with 1 / pixels
+    if st.device == "cpu":
+        cpu, t4 = base, base * sp.cpu_to_t4
+        cores = st.cpu_cores
+    else:
+        t4 = base / catalog.accelerator(st.device).speed_vs_t4
+        cpu, cores = t4 / sp.cpu_to_t4, 2
+    c = cfg.cloud
+    if c.accelerator_type:
+        one = t4 * catalog.accelerator(c.accelerator_type).speed_vs_t4
+        units = c.accelerator_count * c.replica_count
+    else:
+        one = cpu * catalog.machine(c.machine_type).vcpus * sp.cloud_vcpu_vs_local_core / max(1, cores)
+        units = c.replica_count
+    return one * (1 + (units - 1) * sp.multi_gpu_efficiency)
+
+
+def estimate(cfg: Config, catalog: Catalog, step_time: StepTime | None = None, *, benchmark: bool = False,
+             runs_dir: Path | None = Path("outputs/runs")) -> Estimate:
+    """Hours and cost of `cfg` on its [cloud] machine. Without `step_time`: last local run, else the quick
+    benchmark when `benchmark`, else the default table."""
+    notes = []
+    if step_time is None:
+        step_time = step_time_from_runs(cfg, runs_dir)
+    if step_time is None and benchmark:
+        step_time = quick_benchmark(cfg)
+    if step_time is None:
+        step_time = default_step_time(cfg, catalog)
+    c, t = cfg.cloud, cfg.training
+    catalog.validate_combo(c.machine_type, c.accelerator_type, c.accelerator_count, c.region, cfg.source)
+    sps = target_samples_per_s(step_time, cfg, catalog)
+    train_n, val_n, data_src = dataset_size(cfg)
+    per_epoch = train_n
+    if t.max_steps_per_epoch:
+        per_epoch = min(train_n, t.max_steps_per_epoch * t.batch_size * t.grad_accum_steps)
+    steps_per_epoch = math.ceil(per_epoch / t.batch_size)
+    eval_steps = math.ceil(val_n / t.batch_size)
+    step_s = t.batch_size / sps
+    weighted_epochs = t.phase1_epochs * PHASE1_COST + t.phase2_epochs
+    seconds = weighted_epochs * (steps_per_epoch + eval_steps * catalog.speed.eval_cost) * step_s
+    hours = seconds / 3600.0 + catalog.speed.startup_minutes / 60.0
+    hourly = catalog.hourly_price(c.machine_type, c.accelerator_type, c.accelerator_count, c.region) \
+        * c.replica_count
+    hourly_spot = catalog.hourly_price(c.machine_type, c.accelerator_type, c.accelerator_count, c.region,
+                                       spot=True) * c.replica_count
+    if t.phase1_epochs:
+        notes.append("phase 1 trains the back branch only: about half the compute of a phase-2 epoch")
+    notes.append(f"includes {catalog.speed.startup_minutes:g} min of start-up (provisioning, image pull)")
+    if cfg.early_stopping.enabled:
+        notes.append("an upper bound: early stopping may end a phase sooner")
+    gpu = f" + {c.accelerator_count} x {c.accelerator_type}" if c.accelerator_type else " (CPU only)"
+    return Estimate(hours=hours, on_demand_usd=hourly * hours, spot_usd=hourly_spot * hours,
+                    hourly_on_demand=hourly, hourly_spot=hourly_spot, step_time_s=step_s,
+                    steps=(t.phase1_epochs + t.phase2_epochs) * steps_per_epoch, source=step_time.source,
+                    samples_per_s=sps, train_cards=train_n, val_cards=val_n, dataset_source=data_src,
+                    spot=c.spot,
+                    target=f"{c.machine_type}{gpu}, {c.replica_count} replica{'s' * (c.replica_count > 1)}, "
+                           f"{c.region}",
+                    price_source=f"{catalog.source} ({catalog.date}), Vertex surcharge x{catalog.vertex_surcharge:g}",
+                    notes=notes)
+
+
+def format_estimate(est: Estimate) -> str:
+    """A few readable lines for the terminal (the TUI shows the same text)."""
+    pay = "spot" if est.spot else "on-demand"
+    lines = [
+        f"target:     {est.target}",
+        f"data:       {est.train_cards:,} train / {est.val_cards:,} val cards ({est.dataset_source})",
+        f"steps:      {est.steps:,} training steps, {est.step_time_s:.3f} s each "
+        f"({est.samples_per_s:,.0f} samples/s on the target)",
+        f"step time:  {est.source}",
+        f"time:       {_hours(est.hours)}",
+        f"cost:       on-demand ${est.on_demand_usd:,.2f} (${est.hourly_on_demand:,.3f}/h)   "
+        f"spot ${est.spot_usd:,.2f} (${est.hourly_spot:,.3f}/h)   this preset: {pay}",
+        f"prices:     {est.price_source}",
+    ]
+    lines += [f"note:       {n}" for n in est.notes]
+    return "\n".join(lines)
+
+
+def _hours(h: float) -> str:
+    if h < 1 / 60:
+        return f"{h * 3600:.0f} s"
+    if h < 1:
+        return f"{h * 60:.0f} min ({h:.2f} h)"
+    return f"{h:.1f} h"
+
