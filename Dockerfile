@@ -1,0 +1,41 @@
+# The training image: runs `python -m core.train` exactly as it runs locally, and nothing else.
+# The cockpit (TUI, Vertex/Logging SDKs) never goes in here; it drives this image from outside.
+#
+# Base: PyTorch 2.8.0 + CUDA 12.8 + cuDNN 9 (Python 3.11, torch, torchvision, numpy, pillow included).
+# Its cu128 build carries kernels for sm_70..sm_120, i.e. every GPU in the catalog from V100 and T4
+# through L4, A100, H100/H200 to B200 (P100, sm_60, is not covered). Bump the tag deliberately:
+# torch >= 2.11 cu128 builds drop Volta.
+FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+
+# Unbuffered so every metric line reaches Cloud Logging the moment it is printed.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependency layer, rebuilt only when the package metadata changes. torch, torchvision, numpy and
+# pillow already come with the base image: reinstalling them would pull a second multi-GB torch.
+# google-cloud-storage (the `gcs` extra) is what core needs for gs:// paths off the FUSE mount.
+COPY pyproject.toml ./
+RUN python -m pip install --no-cache-dir "google-cloud-storage==3.17.1"
+
+# A non-root user. It owns only /app itself (to create outputs/ and data/ beside the code) and its
+# home (the decoded-image cache lives in ~/.cache/psa); the code stays read-only to it.
+RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin trainer \
+    && chown trainer:trainer /app
+
+# Source layer: only the trainer and its presets (.dockerignore keeps the rest out).
+COPY README.md ./
+COPY core/ core/
+COPY presets/ presets/
+# --no-deps: the project's metadata says torch>=2.4 etc.; the base satisfies that and pip must not
+# "upgrade" it. The import check fails the build, not the first cloud job, if the trainer is broken.
+RUN python -m pip install --no-cache-dir --no-deps . \
+    && rm -rf build ./*.egg-info \
+    && python -c "import core.train"
+
+USER 10001
+
+ENTRYPOINT ["python", "-m", "core.train"]
+CMD ["--preset", "cloud"]
