@@ -1,6 +1,7 @@
 """Metric lines (DESIGN.md §4, a contract): one JSON object per line on stdout for every event the
 cockpit plots. On Vertex AI, Cloud Logging turns each line into a jsonPayload; `severity` and
-`message` are the special keys. Human-friendly text and progress bars are for TTYs only.
+`message` are the special keys. On a TTY a person reads readable lines instead (and a progress bar on
+stderr); the JSON lines still go to training.log, so nothing is lost either way.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-EVENTS = ("start", "step", "epoch", "checkpoint", "early_stop", "preempted", "done", "error")
+EVENTS = ("start", "step", "epoch", "checkpoint", "early_stop", "preempted", "done", "error", "warning", "info")
 
 
 def _clean(value: Any) -> Any:
@@ -30,28 +31,75 @@ def metric_line(event: str, message: str, severity: str = "INFO", **fields: Any)
     return json.dumps(_clean(payload), separators=(",", ":"), allow_nan=False)
 
 
-class EventWriter:
-    """Writes metric lines to stdout (always) and to a log file (training.log), only on rank 0."""
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}".rstrip("0").rstrip(".")
+    return str(v)
 
-    def __init__(self, stream: TextIO | None = None, enabled: bool = True):
+
+def human_line(event: str, message: str, severity: str, fields: dict) -> str:
+    if event == "epoch":
+        keys = ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s")
+        parts = "  ".join(f"{k} {_fmt(fields[k])}" for k in keys if fields.get(k) is not None)
+        return f"phase {fields.get('phase')} epoch {fields.get('epoch')}/{fields.get('epochs', '?')}  {parts}"
+    prefix = "" if severity in ("INFO", "DEFAULT") else f"{severity.lower()}: "
+    return prefix + message
+
+
+class EventWriter:
+    """Writes every event as a JSON line to the log file; to stdout as JSON (mode "json") or as
+    readable text (mode "text"). Only rank 0 writes anything."""
+
+    def __init__(self, mode: str = "auto", stream: TextIO | None = None, enabled: bool = True):
         self.stream = stream or sys.stdout
+        if mode == "auto":
+            mode = "text" if self.stream.isatty() else "json"
+        self.mode = mode
         self.enabled = enabled
-        self.log_file: TextIO | None = None
+        self.log_files: list[TextIO] = []
 
     def open_log(self, path: str) -> None:
         if self.enabled:
-            self.log_file = open(path, "a", encoding="utf-8")
+            self.log_files.append(open(path, "a", encoding="utf-8"))
 
     def emit(self, event: str, message: str, severity: str = "INFO", **fields: Any) -> str:
         line = metric_line(event, message, severity, **fields)
-        if self.enabled:
+        if not self.enabled:
+            return line
+        if self.mode == "json":
             print(line, file=self.stream, flush=True)
-            if self.log_file:
-                self.log_file.write(line + "\n")
-                self.log_file.flush()
+        elif event not in ("step", "error"):  # steps feed the progress bar; errors go to stderr
+            print(human_line(event, message, severity, fields), file=self.stream, flush=True)
+        for fh in self.log_files:
+            fh.write(line + "\n")
+            fh.flush()
         return line
 
     def close(self) -> None:
-        if self.log_file:
-            self.log_file.close()
-            self.log_file = None
+        for fh in self.log_files:
+            fh.close()
+        self.log_files = []
+
+
+class ProgressBar:
+    """A one-line bar on stderr, only on a TTY (stderr lines show as ERROR in Cloud Logging)."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None):
+        self.total, self.label = max(1, total), label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+
+    def update(self, done: int, extra: str = "") -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / self.total)
+        rate = done / max(1e-9, time.perf_counter() - self.t0)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                         f"{rate:.1f} it/s {extra}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()

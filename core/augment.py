@@ -1,0 +1,57 @@
+"""Label-preserving augmentation, on the device, for a whole batch at once.
+
+Nothing here may move the print relative to the card border (that would change the centering label):
+no flips, no crops. Colour jitter, a light blur and a small rotation of the whole card are fine.
+Randomness comes from a generator seeded per batch, so a resumed run augments exactly as the
+uninterrupted one did.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def batch_generator(seed: int, phase: int, epoch: int, batch_index: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + phase * 10_007 + epoch * 101 + batch_index) % (2**63 - 1))
+    return g
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
+                  max_degrees: float = 2.0) -> torch.Tensor:
+    """x: float images in [0, 1], NCHW. Returns a new tensor of the same shape."""
+    n, device = x.shape[0], x.device
+    s = strength
+    # Colour: brightness, contrast, saturation per image.
+    bright = _uniform(n, 1 - 0.15 * s, 1 + 0.15 * s, g, device).view(n, 1, 1, 1)
+    contrast = _uniform(n, 1 - 0.15 * s, 1 + 0.15 * s, g, device).view(n, 1, 1, 1)
+    sat = _uniform(n, 1 - 0.15 * s, 1 + 0.15 * s, g, device).view(n, 1, 1, 1)
+    x = x * bright
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    x = (x - gray) * sat + gray
+    # Light blur on about a fifth of the batch (scanner focus).
+    blur = (torch.rand(n, generator=g, device=device) < 0.2 * s).view(n, 1, 1, 1)
+    kernel = torch.tensor([1.0, 2.0, 1.0], device=device)
+    kernel = (kernel[:, None] * kernel[None, :]) / 16.0
+    blurred = F.conv2d(x, kernel.expand(3, 1, 3, 3).to(x.dtype), padding=1, groups=3)
+    x = torch.where(blur, blurred, x)
+    # Small rotation of the whole card; padding shows the grey "scanner" background.
+    if max_degrees > 0:
+        angle = _uniform(n, -max_degrees * s, max_degrees * s, g, device) * math.pi / 180.0
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        zeros = torch.zeros_like(cos)
+        h, w = x.shape[-2:]
+        # affine_grid works in [-1, 1] on both axes: scale by the aspect so a rotation stays a rotation.
+        theta = torch.stack([torch.stack([cos, -sin * h / w, zeros], 1),
+                             torch.stack([sin * w / h, cos, zeros], 1)], 1)
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+    return x.clamp_(0.0, 1.0)

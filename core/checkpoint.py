@@ -1,0 +1,144 @@
+"""Checkpoints that survive preemption: write, verify, then publish; find the newest complete one.
+
+A checkpoint is written to a temp file beside its final name, checked (torch.save's zip container has a
+CRC per member, so `testzip` catches a torn write), then published with os.replace. For gs:// the
+verified local file is uploaded through core.storage, which never replaces a good object with a partial
+upload. A reader therefore sees either the previous checkpoint or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import storage
+
+EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pth$")
+STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pth$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or does not fit this run; the message names the file."""
+
+
+def _verify_file(path: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint (bad member {bad})")
+
+
+def save(state: dict[str, Any], dest: str) -> float:
+    """Atomically write `state` to dest (local or gs://). Returns seconds taken."""
+    t0 = time.perf_counter()
+    if storage.is_gcs(dest):
+        with tempfile.TemporaryDirectory(prefix="psa-ckpt-") as tmpdir:
+            local = os.path.join(tmpdir, os.path.basename(dest))
+            _save_local(state, local)
+            storage.copy_to(local, dest)
+    else:
+        _save_local(state, dest)
+    return time.perf_counter() - t0
+
+
+def _save_local(state: dict[str, Any], dest: str) -> None:
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _verify_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint (weights_only: a checkpoint is data, never code)."""
+    try:
+        data = storage.read_bytes(path) if storage.is_gcs(path) else None
+    except storage.StorageError as exc:
+        raise CheckpointError(str(exc)) from None
+    try:
+        if data is not None:
+            return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        if not os.path.exists(path):
+            raise CheckpointError(f"{path}: checkpoint not found")
+        _verify_file(path)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a torn or foreign file: any unpickling error means "not usable"
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def candidates(checkpoint_dir: str) -> list[str]:
+    """Resumable checkpoints in a dir, newest first: last.pth, then step and epoch checkpoints."""
+    try:
+        names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
+    except (storage.StorageError, FileNotFoundError):
+        return []
+    ordered = []
+    if "last.pth" in names:
+        ordered.append("last.pth")
+    numbered = []
+    for n in names:
+        for rx, rank in ((STEP_RE, 1), (EPOCH_RE, 0)):
+            m = rx.match(n)
+            if m:
+                numbered.append((int(m.group(1)), rank, n))
+    ordered += [n for *_, n in sorted(numbered, reverse=True)]
+    return [storage.join(checkpoint_dir, n) for n in ordered]
+
+
+def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
+    """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
+    best: tuple[str, dict] | None = None
+    for path in candidates(checkpoint_dir):
+        try:
+            state = load(path)
+        except CheckpointError as exc:
+            warn(f"skipping {exc}")
+            continue
+        if "global_step" not in state:
+            continue
+        if best is None or state["global_step"] > best[1]["global_step"]:
+            best = (path, state)
+        if os.path.basename(path) == "last.pth":
+            break  # last.pth is always the most recent write; no need to open older ones
+    return best
+
+
+def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE) -> list[str]:
+    """Delete all but the newest `keep_last` checkpoints matching pattern. Returns what was deleted."""
+    try:
+        names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
+    except (storage.StorageError, FileNotFoundError):
+        return []
+    numbered = sorted((int(m.group(1)), n) for n in names if (m := pattern.match(n)))
+    doomed = [storage.join(checkpoint_dir, n) for _, n in numbered[:-keep_last]] if keep_last else []
+    for path in doomed:
+        storage.delete(path)
+    return doomed
+
+
+def check_model_config(saved: dict, current: dict, path: str) -> None:
+    """A checkpoint from a different architecture fails with the mismatched keys named."""
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs preset {current.get(k)!r}" for k in diff[:4])
+        raise CheckpointError(f"{path}: checkpoint was made with a different model config ({shown})")

@@ -1,0 +1,85 @@
+"""The exported model: `psa_dual_branch_state_dict.pth` + `psa_dual_branch_config.json`.
+
+The JSON holds everything needed to rebuild the model and feed it (architecture, input size,
+normalisation, grade labels), so a user needs neither the preset nor this repository's training code
+to serve it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+
+import torch
+
+from core import storage
+from core.data import IMAGENET_MEAN, IMAGENET_STD
+from core.model import DualBranchGrader
+
+WEIGHTS_FILE = "psa_dual_branch_state_dict.pth"
+CONFIG_FILE = "psa_dual_branch_config.json"
+FORMAT_VERSION = 1
+
+
+class ExportError(ValueError):
+    """An export directory is incomplete or does not describe a model; the message names it."""
+
+
+def export_model(model: DualBranchGrader, model_dir: str, extra: dict | None = None) -> str:
+    """Write weights and config into model_dir (local or gs://); returns model_dir."""
+    config = {"format_version": FORMAT_VERSION, "model": model.config(),
+              "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255.0},
+              "grades": list(range(1, 11)), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "torch_version": torch.__version__, **(extra or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if storage.is_gcs(model_dir):
+        with tempfile.TemporaryDirectory(prefix="psa-export-") as tmp:
+            _write_local(state, config, tmp)
+            for name in (WEIGHTS_FILE, CONFIG_FILE):  # config last: its presence means "complete"
+                storage.copy_to(os.path.join(tmp, name), storage.join(model_dir, name))
+    else:
+        _write_local(state, config, model_dir)
+    return model_dir
+
+
+def _write_local(state: dict, config: dict, model_dir: str) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    storage.write_bytes_atomic(os.path.join(model_dir, WEIGHTS_FILE), buf.getvalue())
+    storage.write_text_atomic(os.path.join(model_dir, CONFIG_FILE), json.dumps(config, indent=2))
+
+
+def load_exported(model_dir: str, device: str | torch.device = "cpu") -> tuple[DualBranchGrader, dict]:
+    """Rebuild the exported model in eval mode, with its config."""
+    cfg_path, w_path = storage.join(model_dir, CONFIG_FILE), storage.join(model_dir, WEIGHTS_FILE)
+    try:
+        config = json.loads(storage.read_text(cfg_path))
+        state = torch.load(io.BytesIO(storage.read_bytes(w_path)), map_location=device, weights_only=True)
+    except storage.StorageError as exc:
+        raise ExportError(f"{model_dir}: not an exported model ({exc})") from None
+    except (json.JSONDecodeError, RuntimeError, EOFError) as exc:
+        raise ExportError(f"{model_dir}: corrupt export ({exc})") from None
+    if "model" not in config or "image_size" not in config:
+        raise ExportError(f"{cfg_path}: missing 'model' or 'image_size' (expected an export of core.train)")
+    model = DualBranchGrader.from_config(config["model"]).to(device)
+    model.load_state_dict(state)
+    model.eval()
+    return model, config
+
+
+def load_from_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple[DualBranchGrader, dict]:
+    """A model from a training checkpoint (phaseN_best.pth, last.pth, checkpoint_epoch_N.pth)."""
+    from core import checkpoint
+
+    state = checkpoint.load(path, device)
+    sig = state.get("model_signature")
+    if not sig or "model" not in state:
+        raise ExportError(f"{path}: not a psa-cockpit training checkpoint")
+    model = DualBranchGrader.from_config(sig).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    sides = ["back"] if state.get("phase", state.get("position", {}).get("phase")) == 1 else ["front", "back"]
+    return model, {"model": {k: sig[k] for k in sig if k != "image_size"}, "image_size": sig["image_size"],
+                   "sides": sides}

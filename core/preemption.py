@@ -1,0 +1,45 @@
+"""SIGTERM/SIGINT become a flag the training loop checks at step boundaries.
+
+Spot VMs get about 30 s between the shutdown signal and power-off (DESIGN.md §5): the loop saves at the
+next step boundary, well inside that. A second signal means "now": exit at once.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later" - the run is resumable, not failed
+
+
+class PreemptionHandler:
+    def __init__(self):
+        self.signum: int | None = None
+        self.received_at: float | None = None
+        self._previous = {}
+
+    def install(self) -> "PreemptionHandler":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. under a test runner's worker thread)
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)  # second signal: the user or the platform insists
+        self.signum = signum
+        self.received_at = time.monotonic()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def seconds_since_signal(self) -> float:
+        return 0.0 if self.received_at is None else time.monotonic() - self.received_at
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
