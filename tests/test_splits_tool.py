@@ -89,8 +89,9 @@ def test_structure_check_reports_missing_split_and_keys(tmp_path):
     del rec["grade"]
     path.write_text(json.dumps({"train": [rec, 7], "test": []}))
     result = check(str(path), "structure")
-    assert result["count"] == 3
+    assert result["count"] == 4
     assert any("missing split 'val'" in e for e in result["examples"])
+    assert any("split 'test' is empty" in e for e in result["examples"])
     assert any("train[1] is not an object" in e for e in result["examples"])
 
 

@@ -87,6 +87,8 @@ def load_raw(path: str) -> RawSplits:
         if not isinstance(items, list):
             out.structure.append(f"split '{name}' is a {type(items).__name__}, not a list")
             continue
+        if not items:
+            out.structure.append(f"split '{name}' is empty")  # the trainer needs all three
         for i, raw in enumerate(items):
             if isinstance(raw, dict):
                 out.records.append(RawRecord(name, i, raw))

@@ -112,10 +112,7 @@ def _row_record(cells: dict[str, str], columns: Columns, base: str) -> dict:
 def list_files(root: str) -> list[str]:
     """Every file under `root` as a path relative to it ('/'-separated), hidden names skipped."""
     if storage.is_gcs(root):
-        prefix = root.rstrip("/") + "/"
-        names = [str(p) for p in storage.list(prefix)]  # gs:// listing lives in core.storage
-        rel = [n[len(prefix):] if n.startswith(prefix) else n for n in names]
-        return sorted(r for r in rel if r and not r.endswith("/"))
+        return _list_gcs(root)
     if not Path(root).is_dir():
         raise SplitsInputError(f"{root}: images directory not found")
     out = []
@@ -124,6 +121,24 @@ def list_files(root: str) -> list[str]:
         for name in filenames:
             if not name.startswith("."):
                 out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def _list_gcs(root: str, max_depth: int = 8) -> list[str]:
+    """gs:// has no directories, only prefixes: storage.list_dir gives one level, files and prefixes
+    alike, so anything that is not an image name and lists children is walked into."""
+    prefix = root.rstrip("/") + "/"
+    out, stack = [], [(root.rstrip("/"), 0)]
+    while stack:
+        here, depth = stack.pop()
+        for entry in storage.list_dir(here):
+            name = entry.rsplit("/", 1)[-1]
+            if name.startswith("."):
+                continue
+            if not IMAGE_NAME.match(name) and depth < max_depth and storage.list_dir(entry):
+                stack.append((entry, depth + 1))
+            else:
+                out.append(entry[len(prefix):])
     return sorted(out)
 
 

@@ -116,7 +116,7 @@ def render_stats(stats: dict) -> str:
 
 
 def _render_sampler(sampler: dict) -> list[str]:
-    lines = [f"\nsampler (P per card ∝ 1/freq^{sampler['power']:g}, on {sampler['from']}): share of draws per grade"]
+    lines = [f"\nsampler (P(card) ~ 1/freq^{sampler['power']:g}, on {sampler['from']}): share of draws per grade"]
     if not sampler["weights"]:
         return lines + ["  (no valid training records)"]
     lines.append("  grade  natural  sampler")
