@@ -3,6 +3,7 @@ strict reader (core.records.load_splits) would reject instead of stopping at the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from core import storage
@@ -44,7 +45,7 @@ class RawRecord:
 
 def valid_grade(grade) -> int | None:
     # Same rule as core.records.parse_record: a JSON number with an integer value in 1..10.
-    if isinstance(grade, bool) or not isinstance(grade, (int, float)) or grade != grade:
+    if isinstance(grade, bool) or not isinstance(grade, (int, float)) or not math.isfinite(grade):
         return None
     if grade != int(grade) or not 1 <= grade <= NUM_GRADES:
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from dataclasses import dataclass, fields
@@ -45,6 +46,8 @@ def number(text: str):
     try:
         value = float(text)
     except ValueError:
+        return text
+    if not math.isfinite(value):  # 'nan' and 'inf' parse as floats but are not labels
         return text
     return int(value) if value.is_integer() else value
 
