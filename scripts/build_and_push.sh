@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the training image and push it to Artifact Registry, tagged the way the cockpit tags it:
-# the git short SHA, plus "-dirty" when the working tree has uncommitted changes.
-# URI: REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG, with region, project and REPO/NAME (cloud.image)
-# read from the preset, so this and `psa-cockpit --submit` always agree on the image.
+# Build the training image and push it to Artifact Registry: a thin wrapper over the cockpit's image
+# module (cockpit/image.py), so this script and `psa-cockpit --submit` compute the same URI and tag:
+#   REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG   (cloud.region, cloud.project, cloud.image)
+#   TAG = git short SHA, plus -dirty when tracked or untracked files differ from the commit.
 set -euo pipefail
 
 usage() {
@@ -14,11 +14,11 @@ Build the trainer image from ./Dockerfile and push it to Artifact Registry.
   PRESET            preset name or file whose [cloud] section names the image (default: cloud)
   --tag TAG         image tag (default: git short SHA, with -dirty for uncommitted changes)
   --no-push         build only
-  --dry-run         print the docker commands and the image URI, run nothing
+  --dry-run         print the image URI, build nothing
   -h, --help        show this help
 
 Needs docker, and `gcloud auth configure-docker REGION-docker.pkg.dev` once per machine.
-Then submit with: scripts/submit_training.sh PRESET --no-build
+Prints the image URI last. Then submit with: scripts/submit_training.sh PRESET --no-build
 USAGE
 }
 
@@ -47,45 +47,27 @@ done
 
 cd "$root"
 
-# One line "REGION PROJECT IMAGE" from the validated preset; a bad preset stops here with core's
-# one-line message.
-read_cloud_fields='
+# Docker's output streams line by line; errors come back as one line with the cockpit's exit code
+# (2 bad preset, 5 docker missing / daemon down / registry auth, with the fix in the message).
+build_and_push='
 import sys
+from cockpit import image
+from cockpit.errors import CockpitError
 from core.config import ConfigError, load_preset
+
+preset, tag, push, dry_run, root = sys.argv[1:]
+def out(line):
+    print(line, flush=True)
 try:
-    c = load_preset(sys.argv[1]).cloud
+    uri = image.image_uri(load_preset(preset), tag or image.git_tag(root))
+    if dry_run == "0":
+        image.build_image(uri, root, out)
+        if push == "1":
+            image.push_image(uri, out)
 except ConfigError as exc:
-    sys.exit(f"build_and_push.sh: {exc}")
-print(c.region, c.project or "-", c.image)
+    sys.exit(print(f"build_and_push.sh: {exc}", file=sys.stderr) or 2)
+except CockpitError as exc:
+    sys.exit(print(f"build_and_push.sh: {exc.message}", file=sys.stderr) or exc.exit_code)
+print(uri)
 '
-fields="$("$python" -c "$read_cloud_fields" "$preset")" || exit 2
-read -r region project image <<<"$fields"
-[[ "$project" != "-" ]] || die "preset '$preset': cloud.project is empty (set it in the preset, e.g. project = \"my-project\")"
-
-if [[ -z "$tag" ]]; then
-    tag="$(git rev-parse --short HEAD 2>/dev/null)" || die "not a git checkout: pass --tag TAG"
-    if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
-        tag="$tag-dirty"
-    fi
-fi
-
-uri="$region-docker.pkg.dev/$project/$image:$tag"
-build=(docker build --tag "$uri" --file "$root/Dockerfile" "$root")
-push_cmd=(docker push "$uri")
-
-if ((dry_run)); then
-    printf '%q ' "${build[@]}"; echo
-    if ((push)); then printf '%q ' "${push_cmd[@]}"; echo; fi
-    echo "$uri"
-    exit 0
-fi
-
-command -v docker >/dev/null || die "docker not found: install Docker (https://docs.docker.com/engine/install/)"
-"${build[@]}"
-if ((push)); then
-    if ! "${push_cmd[@]}"; then
-        echo "build_and_push.sh: push failed; if it was an auth error run: gcloud auth configure-docker $region-docker.pkg.dev" >&2
-        exit 1
-    fi
-fi
-echo "$uri"
+exec "$python" -c "$build_and_push" "$preset" "$tag" "$push" "$dry_run" "$root"

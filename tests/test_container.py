@@ -1,0 +1,387 @@
+"""The container and the scripts around it, checked without a Docker engine or a cloud account.
+
+Linters (hadolint, shellcheck) come from PyPI packages in the venv; the Dockerfile is parsed to check
+the contract the cockpit relies on (entrypoint, non-root user, cached dependency layer, what goes in
+the image); each script is run with stand-in `docker`, `gcloud`, `psa-cockpit` and trainer executables
+to check the commands it runs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
+SCRIPT_IDS = [p.name for p in SCRIPTS]
+
+
+def _tool(name: str) -> str:
+    """A linter installed by the test extra: next to this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: install the test extra (pip install -e '.[test]')")
+    return found
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined, comments dropped."""
+    out, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        pending += stripped[:-1] + " " if stripped.endswith("\\") else stripped
+        if not stripped.endswith("\\"):
+            word, _, rest = pending.partition(" ")
+            out.append((word.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+def _args_of(instruction: str) -> list[str]:
+    return [rest for word, rest in _instructions() if word == instruction]
+
+
+def _index_of(predicate) -> int:
+    for i, (word, rest) in enumerate(_instructions()):
+        if predicate(word, rest):
+            return i
+    raise AssertionError("instruction not found in the Dockerfile")
+
+
+def _fake_exe(directory: Path, name: str, body: str) -> Path:
+    path = directory / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _run(args: list, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=ROOT, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dockerfile
+
+
+def test_hadolint_reports_nothing_for_the_dockerfile():
+    result = _run([_tool("hadolint"), DOCKERFILE])
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_entrypoint_runs_the_trainer_module():
+    (entry,) = _args_of("ENTRYPOINT")
+    assert json.loads(entry) == ["python", "-m", "core.train"]
+
+
+def test_default_command_trains_the_cloud_preset():
+    (cmd,) = _args_of("CMD")
+    assert json.loads(cmd) == ["--preset", "cloud"]
+
+
+def test_base_image_is_a_pinned_pytorch_cuda_runtime():
+    (base,) = _args_of("FROM")
+    assert re.fullmatch(r"pytorch/pytorch:2\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", base), base
+
+
+def test_container_runs_as_a_non_root_user():
+    users = _args_of("USER")
+    assert users, "no USER instruction: the trainer would run as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_output_is_unbuffered_so_metric_lines_stream():
+    envs = " ".join(_args_of("ENV"))
+    assert re.search(r"\bPYTHONUNBUFFERED=1\b", envs)
+
+
+def test_dependency_layer_comes_before_the_source():
+    deps = _index_of(lambda w, r: w == "RUN" and "pip install" in r and "--no-deps" not in r)
+    metadata = _index_of(lambda w, r: w == "COPY" and "pyproject.toml" in r)
+    source = _index_of(lambda w, r: w == "COPY" and r.split()[0].rstrip("/") == "core")
+    assert metadata < deps < source
+
+
+def test_image_copies_only_the_trainer_and_its_metadata():
+    sources = set()
+    for rest in _args_of("COPY"):
+        parts = [p for p in rest.split() if not p.startswith("--")]
+        sources.update(p.rstrip("/") for p in parts[:-1])
+    assert sources == {"pyproject.toml", "README.md", "core", "presets"}
+
+
+def test_image_never_installs_cockpit_dependencies_or_a_second_torch():
+    runs = " ".join(_args_of("RUN"))
+    for banned in ("textual", "aiplatform", "google-cloud-logging", "[cockpit]", "torch==", "torch>",
+                   "torchvision", "requirements"):
+        assert banned not in runs, banned
+    project_installs = re.findall(r"pip install[^&]* \.(?:\s|$)", runs)
+    assert project_installs and all("--no-deps" in i for i in project_installs)
+
+
+def test_dockerignore_keeps_data_outputs_venv_and_git_out():
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for path in ("data", "outputs", ".venv", ".git", "tests", "docs", "cockpit", "*.pth"):
+        assert path in ignored, path
+
+
+def test_dockerignore_does_not_hide_what_the_image_copies():
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert not ignored & {"pyproject.toml", "README.md", "core", "presets"}
+
+
+def test_build_context_packages_as_the_trainer_alone(tmp_path):
+    """`pip install --no-deps .` in the image sees only the copied files: the package must build."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, context / name)
+    for name in ("core", "presets"):
+        shutil.copytree(ROOT / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+    result = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                   "-w", tmp_path / "wheels", context])
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "core/config.py" in names
+    assert not [n for n in names if n.startswith("cockpit/")]
+
+
+def test_entrypoint_and_default_command_parse_to_the_cloud_preset():
+    """What the container runs with no arguments is exactly `core.train --preset cloud`."""
+    if importlib.util.find_spec("core.train_args") is None:
+        pytest.skip("core.train_args not written yet")
+    from core.config import load_preset
+    from core.train_args import build_parser, config_from_args
+
+    (cmd,) = _args_of("CMD")
+    cfg = config_from_args(build_parser().parse_args(json.loads(cmd)))
+    assert cfg.to_dict() == load_preset("cloud").to_dict()
+
+
+# The CustomJob contract test (the cockpit's container args parse in core.train with the same effective
+# config, and the entrypoint trains the smoke preset with AIP_* dirs set) belongs here; it needs the
+# cockpit's job builder, so it is added with it.
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scripts
+
+
+def test_there_are_the_four_scripts():
+    assert set(SCRIPT_IDS) >= {"build_and_push.sh", "submit_training.sh", "setup_gcp_vm.sh",
+                               "run_gcp_vm_training.sh"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_shellcheck_passes(script):
+    result = _run([_tool("shellcheck"), "--shell=bash", script])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_script_is_strict_and_never_evals(script):
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    assert not re.search(r"^\s*eval\b|[;&|]\s*eval\b", text, re.M)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_script_prints_usage_on_help(script):
+    result = _run(["bash", script, "--help"])
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: scripts/" + script.name)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=SCRIPT_IDS)
+def test_script_rejects_an_unknown_option_with_usage(script):
+    result = _run(["bash", script, "--bogus"])
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr and "--bogus" in result.stderr
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    """A bin/ folder of stand-in executables, put first on PATH; each records its argv in a log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(tmp_path / "calls.log")}
+    return bin_dir, env, tmp_path / "calls.log"
+
+
+def _expected_tag() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT,
+                           check=True).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def test_build_and_push_tags_with_the_commit_and_the_presets_registry(fakes, tmp_path):
+    bin_dir, env, log = fakes
+    _fake_exe(bin_dir, "docker", 'echo "docker $*" >> "$FAKE_LOG"\n')
+    preset = tmp_path / "mine.toml"
+    preset.write_text('extends = "cloud"\n[cloud]\nproject = "my-proj"\nregion = "europe-west4"\n')
+    result = _run(["bash", ROOT / "scripts/build_and_push.sh", preset], env)
+    uri = f"europe-west4-docker.pkg.dev/my-proj/psa/psa-trainer:{_expected_tag()}"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == uri
+    build, push = log.read_text().splitlines()
+    assert build.startswith("docker build ") and f" {uri} " in build and build.endswith(f" {ROOT}")
+    assert f"{DOCKERFILE}" in build
+    assert push == f"docker push {uri}"
+
+
+def test_build_and_push_builds_only_with_no_push(fakes, tmp_path):
+    bin_dir, env, log = fakes
+    _fake_exe(bin_dir, "docker", 'echo "docker $*" >> "$FAKE_LOG"\n')
+    preset = tmp_path / "mine.toml"
+    preset.write_text('extends = "cloud"\n[cloud]\nproject = "my-proj"\n')
+    result = _run(["bash", ROOT / "scripts/build_and_push.sh", "--no-push", "--tag", "v1", preset], env)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["build"]
+    assert result.stdout.strip().splitlines()[-1] == "us-central1-docker.pkg.dev/my-proj/psa/psa-trainer:v1"
+
+
+def test_build_and_push_needs_a_project_in_the_preset(fakes):
+    bin_dir, env, log = fakes
+    _fake_exe(bin_dir, "docker", 'echo "docker $*" >> "$FAKE_LOG"\n')
+    result = _run(["bash", ROOT / "scripts/build_and_push.sh", "cloud"], env)
+    assert result.returncode == 2
+    assert "cloud.project is empty" in result.stderr
+    assert not log.exists()
+
+
+def test_build_and_push_reports_a_docker_failure_in_one_line(fakes, tmp_path):
+    bin_dir, env, log = fakes
+    _fake_exe(bin_dir, "docker", 'echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."\n'
+                                 "exit 1\n")
+    preset = tmp_path / "mine.toml"
+    preset.write_text('extends = "cloud"\n[cloud]\nproject = "my-proj"\n')
+    result = _run(["bash", ROOT / "scripts/build_and_push.sh", preset], env)
+    assert result.returncode == 5  # the cockpit's EXIT_BUILD
+    assert result.stderr.strip().startswith("build_and_push.sh: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_submit_training_hands_preset_and_options_to_the_cockpit(fakes):
+    bin_dir, env, log = fakes
+    cockpit = _fake_exe(bin_dir, "psa-cockpit", 'printf "%s\\n" "$@" > "$FAKE_LOG"\nexit 4\n')
+    result = _run(["bash", ROOT / "scripts/submit_training.sh", "presets/cloud.toml", "--detach",
+                   "--set", "cloud.spot=true"], dict(env, PSA_COCKPIT=str(cockpit)))
+    assert result.returncode == 4  # the cockpit's exit code (job state) comes back unchanged
+    assert log.read_text().splitlines() == ["--submit", "presets/cloud.toml", "--detach", "--set",
+                                            "cloud.spot=true"]
+
+
+def _vm_training(fakes, trainer_rc: int):
+    bin_dir, env, log = fakes
+    trainer = _fake_exe(bin_dir, "trainer", f'echo "trainer $*" >> "$FAKE_LOG"\nexit {trainer_rc}\n')
+    _fake_exe(bin_dir, "gcloud", 'echo "gcloud $*" >> "$FAKE_LOG"\n')
+    out = log.parent / "run"
+    result = _run(["bash", ROOT / "scripts/run_gcp_vm_training.sh", "--output-dir", out,
+                   "--backup-to", "gs://bucket/runs/a", "--set", "training.batch_size=8"],
+                  dict(env, PYTHON=str(trainer)))
+    return result, log.read_text().splitlines(), out
+
+
+def test_vm_training_resumes_from_the_newest_checkpoint(fakes):
+    result, calls, out = _vm_training(fakes, 0)
+    assert result.returncode == 0, result.stderr
+    assert calls[0] == (f"trainer -m core.train --preset cloud --set output.resume=auto "
+                        f"--set output.dir={out} --set training.batch_size=8")
+
+
+def test_vm_training_logs_to_a_timestamped_file(fakes):
+    result, calls, out = _vm_training(fakes, 0)
+    (log_file,) = (out / "vm_logs").glob("train_*.log")
+    assert re.fullmatch(r"train_\d{8}_\d{6}\.log", log_file.name)
+    assert "trainer exited with status 0" in log_file.read_text()
+
+
+def test_vm_training_backs_up_outputs_even_when_training_fails(fakes):
+    result, calls, out = _vm_training(fakes, 3)
+    assert result.returncode == 3
+    assert calls[-1] == f"gcloud storage rsync --recursive {out} gs://bucket/runs/a"
+
+
+def test_vm_setup_stops_with_a_driver_hint_when_there_is_no_gpu_driver():
+    if any(Path(d, "nvidia-smi").exists() for d in ("/usr/bin", "/bin")):
+        pytest.skip("this machine has nvidia-smi")
+    result = _run(["bash", ROOT / "scripts/setup_gcp_vm.sh"], {"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert "no working NVIDIA driver" in result.stderr and "--skip-driver-check" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# README: generated blocks stay in sync
+
+
+def _load_script(name: str):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def _readme_block(start: str, end: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index(start) + len(start) + 1: text.index(end)]
+
+
+def test_readme_presets_reference_is_generated_from_the_schema():
+    gen = _load_script("gen_presets_reference")
+    assert _readme_block(gen.START, gen.END) == gen.render(), \
+        "README is stale: run python scripts/gen_presets_reference.py --write README.md"
+
+
+def test_presets_reference_lists_every_schema_key():
+    from core.config import schema
+
+    gen = _load_script("gen_presets_reference")
+    text = gen.render()
+    for spec in schema():
+        assert f"| `{spec.key}` |" in text, spec.key
+
+
+def test_readme_cost_table_is_generated_from_the_catalog():
+    gen = _load_script("gen_cost_table")
+    assert _readme_block(gen.START, gen.END) == gen.render(), \
+        "README is stale: run python scripts/gen_cost_table.py --write README.md"
+
+
+def test_readme_quick_start_targets_exist_in_the_makefile():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("train", "test", "cockpit"):
+        assert f"make {target}" in readme
+        assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_readme_names_only_scripts_and_presets_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"\b(?:scripts/\w+\.(?:sh|py)|presets/\w+\.toml)\b", readme))
+    named.discard("presets/mycloud.toml")  # the example preset the cloud guide asks the user to write
+    assert named
+    for path in named:
+        assert (ROOT / path).is_file(), path
