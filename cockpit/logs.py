@@ -83,8 +83,9 @@ def list_entries(client: Any, project: str, job_id: str, *, since: datetime | No
         for entry in client.list_log_entries(request=request):
             yield entry_to_line(entry)
     except gexc.GoogleAPICallError as exc:
-        raise CockpitError(f"read logs of job {job_id}: {exc.code.name if exc.code else ''}: "
-                           f"{(exc.message or '').splitlines()[0] if exc.message else ''}", EXIT_SUBMIT) from None
+        from cockpit.vertex import api_error
+
+        raise api_error(f"read logs of job {job_id}", exc) from None
 
 
 def _note(text: str, severity: str = "WARNING") -> LogLine:

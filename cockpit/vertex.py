@@ -144,7 +144,8 @@ def _hourly_cost(catalog: Any, info: JobInfo, region: str, spot: bool) -> float 
 
 def api_error(action: str, exc: Exception) -> CockpitError:
     """A google.api_core error -> one line (the API's message, without the gRPC debug dump)."""
-    code = getattr(exc, "code", None)
+    # grpc_status_code names what the API said (PERMISSION_DENIED); `code` is the HTTP mapping (FORBIDDEN)
+    code = getattr(exc, "grpc_status_code", None) or getattr(exc, "code", None)
     name = getattr(code, "name", None) or (str(code) if code else type(exc).__name__)
     message = getattr(exc, "message", None) or str(exc)
     return CockpitError(f"{action}: {name}: {message.splitlines()[0] if message else ''}", EXIT_SUBMIT)

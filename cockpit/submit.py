@@ -1,0 +1,160 @@
+"""`psa-cockpit --submit PRESET`: validate, estimate, build and push the image, upload data, create the
+Vertex AI CustomJob, then follow its logs until it ends.
+
+Exit codes (cockpit.errors): 0 only when the job SUCCEEDED; 1 failed; 3 cancelled; 4 API error at submit;
+5 image build/push; 6 estimate over cloud.max_cost_usd without --yes; 7 no credentials; 2 bad input;
+130 Ctrl-C while following (the job keeps running). `--dry-run` prints the CustomJob as the API's JSON on
+stdout (everything else goes to stderr) and touches no network; `--detach` prints the job id on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from cockpit.errors import EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError
+from core.config import PRESETS_DIR
+
+REPO_ROOT = PRESETS_DIR.parent  # the docker build context: the image holds presets/ from here
+
+
+def add_submit_options(parser: argparse.ArgumentParser) -> None:
+    """The options `--submit` reads (cockpit.cli adds them to its parser)."""
+    g = parser.add_argument_group("submit options")
+    g.add_argument("--yes", "-y", action="store_true", help="submit even if the estimate exceeds max_cost_usd")
+    g.add_argument("--no-build", action="store_true", help="do not build/push the image (it must exist)")
+    g.add_argument("--tag", help="image tag (default: git short SHA, plus -dirty for a dirty tree)")
+    g.add_argument("--upload-data", action="store_true",
+                   help="upload the splits directory to gs://BUCKET/data/NAME/ and train from there")
+    g.add_argument("--dry-run", action="store_true", help="print the CustomJob JSON; submit nothing")
+    g.add_argument("--detach", action="store_true", help="print the job id right after submit and exit")
+    g.add_argument("--display-name", help="job display name (default psa-PRESET-YYYYmmdd-HHMMSS)")
+
+
+def _opt(args: Any, name: str, default: Any = None) -> Any:
+    value = getattr(args, name, default)
+    return default if value is None else value
+
+
+class _Say:
+    """Human progress lines: stdout normally, stderr when stdout carries a machine-readable answer."""
+
+    def __init__(self, quiet_stdout: bool):
+        self.stream: TextIO = sys.stderr if quiet_stdout else sys.stdout
+
+    def __call__(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+
+def run_submit(args: Any) -> int:
+    """The whole submit; returns the exit code (errors print one line on stderr)."""
+    try:
+        return _submit(args)
+    except CockpitError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _submit(args: Any) -> int:
+    from cockpit.catalog import load_catalog
+    from cockpit.estimate import estimate, format_estimate
+    from cockpit.presets import validate_cloud, validate_preset
+    from cockpit.vertex import build_custom_job, custom_job_json, default_display_name
+
+    preset = _opt(args, "submit") or _opt(args, "preset")
+    if not preset:
+        raise CockpitError("--submit needs a preset (a name such as cloud, or a .toml path)", EXIT_USAGE)
+    overrides = list(_opt(args, "set", []))
+    dry_run, detach = bool(_opt(args, "dry_run", False)), bool(_opt(args, "detach", False))
+    say = _Say(quiet_stdout=dry_run or detach)
+
+    catalog = load_catalog()
+    cfg = validate_preset(preset, overrides, catalog, submitting=True)
+    validate_cloud(cfg, catalog, submitting=True)
+    preset_path = Path(cfg.source)
+    name = preset_path.stem
+    _check_baked(preset_path, say)
+
+    est = estimate(cfg, catalog)
+    say(format_estimate(est))
+    limit = cfg.cloud.max_cost_usd
+    if est.exceeds(limit) and not dry_run:
+        if not _opt(args, "yes", False):
+            raise CockpitError(f"estimated ${est.cost_usd:,.2f} exceeds cloud.max_cost_usd = ${limit:,.2f} "
+                               f"in {preset_path.name}; raise the limit or pass --yes", EXIT_COST)
+        say(f"note: estimate ${est.cost_usd:,.2f} is over max_cost_usd ${limit:,.2f}; submitting (--yes)")
+
+    from cockpit.image import git_tag, image_uri
+
+    uri = image_uri(cfg, _opt(args, "tag") or git_tag(REPO_ROOT))
+    display_name = _opt(args, "display_name") or default_display_name(name)
+    job_overrides = list(overrides)
+    if _opt(args, "upload_data", False):
+        job_overrides.append(_upload_data(cfg, name, say, dry_run))
+    job = build_custom_job(cfg, name, uri, job_overrides, display_name)
+    if dry_run:
+        print(custom_job_json(job))
+        return EXIT_OK
+
+    from cockpit.vertex import VertexBackend
+
+    backend = VertexBackend(cfg)
+    backend.client  # resolve credentials now, not after a ten-minute image build  # noqa: B018
+    if not _opt(args, "no_build", False):
+        _build_and_push(uri, say)
+    info = backend.create(job)
+    say(f"submitted job {info.id} ({info.name})")
+    say(f"console: https://console.cloud.google.com/vertex-ai/locations/{backend.region}/training/"
+        f"{info.id}/cpu?project={backend.project}")
+    if detach:
+        print(info.id, flush=True)
+        say(f"follow it with: psa-cockpit logs {info.id} --follow")
+        return EXIT_OK
+    from cockpit.cli_cloud import follow_job
+
+    return follow_job(backend, info.id)
+
+
+def _check_baked(preset_path: Path, say: _Say) -> None:
+    """The job runs `--preset presets/NAME.toml` from the image, which bakes the repo's presets/ dir."""
+    try:
+        preset_path.resolve().relative_to(PRESETS_DIR.resolve())
+    except ValueError:
+        say(f"warning: {preset_path} is outside {PRESETS_DIR}; the image only holds presets/"
+            f"{preset_path.name} if you copy it there before the build")
+
+
+def _build_and_push(uri: str, say: _Say) -> None:
+    from cockpit.image import build_image, image_exists, push_image
+
+    if image_exists(uri):
+        say(f"image {uri} already in the registry; skipping build")
+        return
+    say(f"building {uri}")
+    build_image(uri, REPO_ROOT, say)
+    say(f"pushing {uri}")
+    push_image(uri, say)
+
+
+def _upload_data(cfg: Any, name: str, say: _Say, dry_run: bool) -> str:
+    """Upload the splits directory; returns the `data.splits=gs://...` override for the job."""
+    from cockpit import clients
+    from cockpit.gcs import upload_dir
+    from cockpit.vertex import bucket_name
+
+    splits = cfg.data.splits
+    if splits.startswith("gs://"):
+        raise CockpitError(f"--upload-data: data.splits = {splits!r} is already in Cloud Storage", EXIT_USAGE)
+    path = Path(splits)
+    if not path.is_file():
+        raise CockpitError(f"--upload-data: data.splits = {splits!r} does not exist; generate or build the "
+                           "data set first (make train, or python -m core.splits)", EXIT_USAGE)
+    target = f"gs://{bucket_name(cfg.cloud.bucket)}/data/{path.parent.name or name}/"
+    if dry_run:
+        say(f"would upload {path.parent} -> {target}")
+    else:
+        say(f"uploading {path.parent} -> {target}")
+        uploaded, skipped = upload_dir(path.parent, target, client=clients.storage_client(cfg))
+        say(f"uploaded {uploaded} files, {skipped} unchanged")
+    return f"data.splits={target}{path.name}"

@@ -1,0 +1,205 @@
+"""The headless `--submit` flow end to end against the fake Vertex, Logging and GCS services (real client
+libraries over real gRPC/HTTP on 127.0.0.1) and the stand-in docker in tests/bin."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+from google.cloud import aiplatform_v1 as v1
+
+from cockpit import cli_cloud
+from cockpit.submit import add_submit_options, run_submit
+from core.config import PRESETS_DIR
+
+TESTS_BIN = Path(__file__).resolve().parent / "bin"
+SCRIPT = ["loading 2 cards",
+          {"severity": "INFO", "message": "epoch 1 phase 1", "event": "epoch", "phase": 1, "epoch": 1,
+           "step": 10, "train_loss": 0.5, "val_loss": 0.6, "val_qwk": 0.25, "val_mae": 1.5, "lr": 0.001,
+           "samples_per_s": 80.0},
+          "done"]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submit")
+    parser.add_argument("--set", action="append", default=[])
+    add_submit_options(parser)
+    return parser.parse_args(argv)
+
+
+def submit(*argv: str) -> int:
+    return run_submit(_parse(list(argv)))
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No credentials anywhere and no endpoint overrides: anything reaching for Google fails."""
+    for var in ("PSA_VERTEX_ENDPOINT", "PSA_LOGGING_ENDPOINT", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.setenv("PSA_STATE_POLL_S", "0.05")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def preset(offline):
+    path = offline / "mytest.toml"
+    path.write_text(f'extends = "{(PRESETS_DIR / "cloud.toml").as_posix()}"\n'
+                    "[training]\nphase1_epochs = 1\nphase2_epochs = 1\n"
+                    '[cloud]\nproject = "test-project"\nbucket = "gs://test-bucket"\nmax_cost_usd = 0.0\n')
+    return str(path)
+
+
+@pytest.fixture
+def cloud(offline, fake_vertex):
+    fake_vertex.log_script = list(SCRIPT)
+    return fake_vertex
+
+
+def test_successful_job_exits_0_and_prints_its_log(cloud, preset, capsys):
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 0
+    out = capsys.readouterr().out
+    assert "loading 2 cards" in out
+    assert ("epoch 1 (phase 1): train_loss 0.5000  val_loss 0.6000  val_qwk 0.2500  val_mae 1.500  "
+            "lr 1.00e-03  80 samples/s") in out
+    assert out.rstrip().endswith("job 1000 JOB_STATE_SUCCEEDED")
+
+
+def test_failed_job_exits_1_with_its_error(cloud, preset, capsys):
+    cloud.default_outcome = "failed"
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 1
+    captured = capsys.readouterr()
+    assert "job 1000 JOB_STATE_FAILED" in captured.out
+    assert "error: The replica workerpool0-0 exited with a non-zero status of 1." in captured.err
+
+
+def test_cancelled_job_exits_3(cloud, preset):
+    cloud.default_outcome = "cancelled"
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 3
+
+
+def test_the_service_receives_the_preset_as_a_custom_job(cloud, preset):
+    submit("--submit", preset, "--no-build", "--tag", "abc123", "--set", "training.batch_size=16",
+           "--set", "cloud.spot=true", "--detach")
+    job = cloud.received[0]
+    container = job.job_spec.worker_pool_specs[0].container_spec
+    assert container.image_uri == "us-central1-docker.pkg.dev/test-project/psa/psa-trainer:abc123"
+    assert list(container.args) == ["--preset", "presets/mytest.toml", "--mode", "cloud",
+                                    "--set", "training.batch_size=16", "--set", "cloud.spot=true"]
+    assert job.job_spec.scheduling.strategy == v1.Scheduling.Strategy.SPOT
+    assert job.labels["psa-cockpit"] == "1" and job.labels["psa-preset"] == "mytest"
+    assert job.job_spec.base_output_directory.output_uri_prefix == \
+        f"gs://test-bucket/psa-runs/{job.display_name}/"
+
+
+def test_detach_prints_the_job_id_and_does_not_follow(cloud, preset, capsys):
+    assert submit("--submit", preset, "--no-build", "--tag", "t1", "--detach") == 0
+    assert capsys.readouterr().out == "1000\n"
+    assert [kind for kind, _ in cloud.requests] == ["create"]
+
+
+def test_dry_run_prints_custom_job_json_and_touches_no_network(preset, capsys):
+    # `offline` only: no fake servers and no credentials, so any API call would fail
+    assert submit("--submit", preset, "--dry-run", "--tag", "t1") == 0
+    out = capsys.readouterr().out
+    job = v1.CustomJob.from_json(out)
+    assert job.job_spec.worker_pool_specs[0].machine_spec.machine_type == "n1-standard-8"
+    assert json.loads(v1.CustomJob.to_json(job)) == json.loads(out)
+
+
+def test_estimate_over_max_cost_is_refused_without_yes(cloud, preset, capsys):
+    assert submit("--submit", preset, "--no-build", "--tag", "t1", "--set", "cloud.max_cost_usd=0.01") == 6
+    err = capsys.readouterr().err
+    assert err.startswith("error: estimated $") and "exceeds cloud.max_cost_usd = $0.01 in mytest.toml; " \
+        "raise the limit or pass --yes" in err
+    assert cloud.received == []
+
+
+def test_yes_submits_over_the_cost_limit(cloud, preset):
+    assert submit("--submit", preset, "--no-build", "--tag", "t1", "--set", "cloud.max_cost_usd=0.01",
+                  "--yes", "--detach") == 0
+    assert len(cloud.received) == 1
+
+
+def test_no_credentials_and_no_override_exits_7_with_the_hint(preset, capsys):
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 7
+    err = capsys.readouterr().err
+    assert err == ("error: no Google Cloud credentials found; "
+                   "run: gcloud auth application-default login\n")
+
+
+def test_api_error_at_submit_exits_4(cloud, preset, capsys):
+    import grpc
+    cloud.create_error = grpc.StatusCode.PERMISSION_DENIED
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 4
+    assert capsys.readouterr().err == ("error: create custom job: PERMISSION_DENIED: "
+                                       "create refused by the fake\n")
+
+
+def test_bad_preset_exits_2_with_one_line(offline, capsys):
+    bad = offline / "bad.toml"
+    bad.write_text('[cloud]\nmachine_typ = "n1-standard-8"\n')
+    assert submit("--submit", str(bad), "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key 'cloud.machine_typ'" in err and "machine_type" in err
+
+
+def test_upload_data_copies_the_splits_dir_and_points_the_job_at_it(cloud, preset, fake_gcs_bucket, offline):
+    data = offline / "data" / "cards"
+    (data / "img").mkdir(parents=True)
+    (data / "splits.json").write_text('{"version": 1, "train": [], "val": [], "test": []}')
+    (data / "img" / "c1_front.jpg").write_bytes(b"jpg")
+    assert submit("--submit", preset, "--no-build", "--tag", "t1", "--detach", "--upload-data",
+                  "--set", f"cloud.bucket={fake_gcs_bucket}", "--set", f"data.splits={data / 'splits.json'}") == 0
+    args = list(cloud.received[0].job_spec.worker_pool_specs[0].container_spec.args)
+    assert args[-2:] == ["--set", f"data.splits=gs://{fake_gcs_bucket}/data/cards/splits.json"]
+    from cockpit import clients
+    names = sorted(b.name for b in clients.storage_client().list_blobs(fake_gcs_bucket))
+    assert names == ["data/cards/img/c1_front.jpg", "data/cards/splits.json"]
+
+
+@pytest.fixture
+def docker(monkeypatch, offline):
+    log = offline / "docker.log"
+    monkeypatch.setenv("PATH", f"{TESTS_BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_STUB_LOG", str(log))
+    monkeypatch.setenv("DOCKER_STUB_DELAY", "0")
+    return lambda: [json.loads(line)[0] if json.loads(line)[0] != "manifest" else "manifest"
+                    for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_missing_image_is_built_and_pushed_before_submit(cloud, preset, docker, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_STUB_MODE", "missing")
+    assert submit("--submit", preset, "--tag", "t1", "--detach") == 0
+    assert docker() == ["manifest", "build", "push"]
+    err = capsys.readouterr().err
+    assert "#4 naming to us-central1-docker.pkg.dev/test-project/psa/psa-trainer:t1 done" in err
+
+
+def test_existing_image_tag_skips_the_build(cloud, preset, docker, monkeypatch):
+    monkeypatch.setenv("DOCKER_STUB_MODE", "ok")
+    assert submit("--submit", preset, "--tag", "t1", "--detach") == 0
+    assert docker() == ["manifest"]
+
+
+def test_docker_failure_exits_5_and_submits_nothing(cloud, preset, docker, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_STUB_MODE", "daemon_down")
+    assert submit("--submit", preset, "--tag", "t1") == 5
+    assert "docker" in capsys.readouterr().err.lower()
+    assert cloud.received == []
+
+
+def test_ctrl_c_while_following_leaves_the_job_running(cloud, preset, monkeypatch, capsys):
+    def interrupt(line):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_cloud, "format_line", interrupt)
+    assert submit("--submit", preset, "--no-build", "--tag", "t1") == 130
+    assert "Resume with: psa-cockpit logs 1000 --follow" in capsys.readouterr().err
+    assert "cancel" not in [kind for kind, _ in cloud.requests]
