@@ -2,7 +2,6 @@
 libraries over real gRPC/HTTP on 127.0.0.1) and the stand-in docker in tests/bin."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from google.cloud import aiplatform_v1 as v1
 
 from cockpit import cli_cloud
-from cockpit.submit import add_submit_options, run_submit
+from cockpit.cli import main
 from core.config import PRESETS_DIR
 
 TESTS_BIN = Path(__file__).resolve().parent / "bin"
@@ -22,16 +21,9 @@ SCRIPT = ["loading 2 cards",
           "done"]
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--submit")
-    parser.add_argument("--set", action="append", default=[])
-    add_submit_options(parser)
-    return parser.parse_args(argv)
-
-
 def submit(*argv: str) -> int:
-    return run_submit(_parse(list(argv)))
+    """`psa-cockpit ARGV` through the real command line."""
+    return main(list(argv))
 
 
 @pytest.fixture
@@ -203,3 +195,62 @@ def test_ctrl_c_while_following_leaves_the_job_running(cloud, preset, monkeypatc
     assert submit("--submit", preset, "--no-build", "--tag", "t1") == 130
     assert "Resume with: psa-cockpit logs 1000 --follow" in capsys.readouterr().err
     assert "cancel" not in [kind for kind, _ in cloud.requests]
+
+
+# ----- jobs / logs / cancel / pull -------------------------------------------------------------------------
+
+def _submitted(preset, *extra) -> str:
+    assert submit("--submit", preset, "--no-build", "--tag", "t1", "--detach", *extra) == 0
+    return "1000"
+
+
+def test_jobs_lists_submitted_jobs_as_a_table(cloud, preset, capsys):
+    _submitted(preset)
+    capsys.readouterr()
+    assert main(["jobs", "--preset", preset]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split() == ["ID", "NAME", "STATE", "MACHINE", "GPU", "AGE", "COST"]
+    assert row.split()[0] == "1000" and "QUEUED" in row and "n1-standard-8" in row and "1 x T4" in row
+
+
+def test_logs_prints_the_jobs_history(cloud, preset, capsys):
+    job = _submitted(preset)
+    cloud.advance_all(); cloud.advance_all()   # RUNNING: the job writes its log
+    capsys.readouterr()
+    assert main(["logs", job, "--preset", preset]) == 0
+    out = capsys.readouterr().out
+    assert "loading 2 cards" in out and "epoch 1 (phase 1)" in out and out.rstrip().endswith("done")
+
+
+def test_logs_follow_exits_with_the_jobs_final_state(cloud, preset, capsys):
+    cloud.default_outcome = "failed"
+    job = _submitted(preset)
+    assert main(["logs", job, "--follow", "--preset", preset]) == 1
+    assert "job 1000 JOB_STATE_FAILED" in capsys.readouterr().out
+
+
+def test_cancel_reports_the_new_state(cloud, preset, capsys):
+    job = _submitted(preset)
+    capsys.readouterr()
+    assert main(["cancel", job, "--preset", preset]) == 0
+    assert capsys.readouterr().out == "job 1000 JOB_STATE_CANCELLED\n"
+
+
+def test_pull_downloads_the_exported_model(cloud, preset, fake_gcs_bucket, offline, capsys):
+    job = _submitted(preset, "--set", f"cloud.bucket={fake_gcs_bucket}")
+    base = cloud.jobs[job].job_spec.base_output_directory.output_uri_prefix
+    model = offline / "trained" / "model"
+    model.mkdir(parents=True)
+    (model / "psa_dual_branch_state_dict.pth").write_bytes(b"weights")
+    (model / "psa_dual_branch_config.json").write_text("{}")
+    from cockpit.gcs import upload_dir
+    upload_dir(offline / "trained", base)
+    assert main(["pull", job, "--preset", preset, "--set", f"cloud.bucket={fake_gcs_bucket}"]) == 0
+    assert (offline / "models" / job / "psa_dual_branch_state_dict.pth").read_bytes() == b"weights"
+    assert f"model of job {job} -> models/{job}" in capsys.readouterr().out
+
+
+def test_pull_before_export_says_nothing_is_there(cloud, preset, fake_gcs_bucket, capsys):
+    job = _submitted(preset, "--set", f"cloud.bucket={fake_gcs_bucket}")
+    assert main(["pull", job, "--preset", preset, "--to", "out"]) == 1
+    assert "nothing under gs://" in capsys.readouterr().err
