@@ -202,7 +202,7 @@ class LogTailer:
             yield request
             ended.wait()  # keep the request side open: a half-closed stream may end the session
 
-        call = client._transport.tail_log_entries(requests())  # the raw stub: cancellable at once
+        call = client.transport.tail_log_entries(requests())  # the raw stub: cancellable at once
         call.add_done_callback(lambda _: ended.set())
         with self._lock:
             self._call = call
