@@ -1,2 +1,4 @@
 """Shared test setup. Fixture modules register here; append `pytest_plugins += [...]` lines."""
 pytest_plugins = ["tests.fixtures_cloud"]
+# --- offline cockpit (presets, catalog, image, local runs, CLI) ---
+pytest_plugins += ["tests.fixtures_cockpit"]
