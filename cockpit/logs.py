@@ -177,6 +177,8 @@ class LogTailer:
                     yield _note(f"[cockpit] live tail unavailable ({code}); polling logs every "
                                 f"{self.poll_interval_s:g} s")
                     continue
+            if self._stopping.is_set():
+                break
             failures += 1
             if failures > self.max_failures:
                 self.mode = "poll"
