@@ -99,7 +99,8 @@ def custom_job_json(job: Any) -> str:
     """The API's JSON form (what `CustomJob.from_json` reads back), for --dry-run."""
     from google.cloud import aiplatform_v1 as v1
 
-    return v1.CustomJob.to_json(job, indent=2)
+    # enum names ("NVIDIA_TESLA_T4", "SPOT") as in the REST API, not proto-plus's default integers
+    return v1.CustomJob.to_json(job, indent=2, use_integers_for_enums=False)
 
 
 def _dt(value: Any) -> datetime | None:

@@ -92,6 +92,11 @@ def test_dry_run_json_round_trips_through_from_json():
     assert v1.CustomJob.from_json(custom_job_json(job)) == job
 
 
+def test_dry_run_json_names_enums_like_the_rest_api():
+    text = custom_job_json(_job(_cfg(spot="true")))
+    assert '"acceleratorType": "NVIDIA_TESLA_T4"' in text and '"strategy": "SPOT"' in text
+
+
 # ----- against the fake JobService ----------------------------------------------------------------------
 
 def _backend(cfg=None):
