@@ -176,8 +176,73 @@ def test_entrypoint_and_default_command_parse_to_the_cloud_preset():
 
 
 # The CustomJob contract test (the cockpit's container args parse in core.train with the same effective
-# config, and the entrypoint trains the smoke preset with AIP_* dirs set) belongs here; it needs the
-# cockpit's job builder, so it is added with it.
+# config as the preset) belongs here, beside the run below.
+
+
+def _image_copy_sources() -> list[str]:
+    sources = []
+    for rest in _args_of("COPY"):
+        parts = [p for p in rest.split() if not p.startswith("--")]
+        sources += [p.rstrip("/") for p in parts[:-1]]
+    return sources
+
+
+@pytest.fixture(scope="module")
+def vertex_like_run(tmp_path_factory):
+    """The entrypoint run as Vertex AI runs it: only what the image copies, in its own working dir, with
+    the cockpit's container args for the smoke preset, AIP_* output dirs set and no CLUSTER_SPEC."""
+    if importlib.util.find_spec("core.train") is None:
+        pytest.skip("core.train not written yet")
+    from cockpit.vertex import container_args
+
+    tmp = tmp_path_factory.mktemp("vertex-like")
+    app = tmp / "app"
+    app.mkdir()
+    for name in _image_copy_sources():
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, app / name)
+    base = tmp / "gcs" / "psa-runs" / "job"
+    env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_SPEC", "PYTHONPATH")}
+    env.update(HOME=str(tmp / "home"), PYTHONUNBUFFERED="1", CLOUD_ML_JOB_ID="1234",
+               AIP_MODEL_DIR=f"{base}/model/", AIP_CHECKPOINT_DIR=f"{base}/checkpoints/",
+               AIP_TENSORBOARD_LOG_DIR=f"{base}/logs/")
+    (entry,) = _args_of("ENTRYPOINT")
+    argv = [sys.executable if a == "python" else a for a in json.loads(entry)]
+    argv += container_args("smoke", [])
+    result = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True, timeout=600)
+    return result, base
+
+
+@pytest.mark.slow
+def test_entrypoint_trains_the_smoke_preset_as_on_vertex(vertex_like_run):
+    result, base = vertex_like_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["event"] == "done"
+
+
+@pytest.mark.slow
+def test_entrypoint_exports_the_model_to_aip_model_dir(vertex_like_run):
+    result, base = vertex_like_run
+    assert {p.name for p in (base / "model").iterdir()} >= {"psa_dual_branch_state_dict.pth",
+                                                             "psa_dual_branch_config.json"}
+
+
+@pytest.mark.slow
+def test_entrypoint_writes_checkpoints_to_aip_checkpoint_dir(vertex_like_run):
+    result, base = vertex_like_run
+    assert {"phase1_best.pth", "phase2_best.pth", "last.pth"} <= {p.name for p in (base / "checkpoints").iterdir()}
+
+
+@pytest.mark.slow
+def test_entrypoint_prints_only_json_lines_and_nothing_on_stderr(vertex_like_run):
+    """Cloud Logging turns JSON lines into jsonPayload and shows any stderr line as an ERROR."""
+    result, base = vertex_like_run
+    assert result.stderr == ""
+    for line in result.stdout.splitlines():
+        assert isinstance(json.loads(line), dict), line
 
 
 # ---------------------------------------------------------------------------------------------------------
