@@ -1,0 +1,248 @@
+"""The preset form, built from the schema (`core.config.schema()`): one row per key, grouped by section.
+
+Every edit goes through `PresetDocument.set`, so a bad value shows the engine's own one-line message
+under its row, the same text the headless CLI prints. Machine type, GPU and GPU count are selects that
+offer only what the catalog allows in the chosen region and for the chosen machine.
+"""
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import tomlkit
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Checkbox, Input, Label, Select, Static
+
+from core.config import FieldSpec, schema
+from cockpit.catalog import Catalog
+from cockpit.errors import CockpitError
+from cockpit.presets import PresetDocument
+from cockpit.tui.paths import short_paths
+
+CATALOG_KEYS = ("region", "machine_type", "accelerator_type", "accelerator_count")
+
+
+def field_id(section: str, key: str) -> str:
+    return f"{section}--{key}"
+
+
+def to_text(value: Any) -> str:
+    """A preset value as the user types it: TOML syntax for lists and tables, plain text otherwise."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table.as_string()
+    if isinstance(value, list):
+        return tomlkit.item(value).as_string()
+    return repr(value)
+
+
+def parse_text(text: str, spec: FieldSpec) -> Any:
+    """Typed text -> a value; text that is not TOML goes through as a string, so the engine's check
+    names the key and the expected type."""
+    if spec.type is str:
+        text = text.strip()
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+            return text[1:-1]
+        return text
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _tooltip(spec: FieldSpec) -> str:
+    bits = [spec.help, f"default: {to_text(spec.default) or '(empty)'}"]
+    if spec.min is not None:
+        bits.append(f"min {spec.min:g}")
+    if spec.max is not None:
+        bits.append(f"max {spec.max:g}")
+    return "; ".join(bits)
+
+
+class PresetForm(VerticalScroll):
+    """Schema-driven editor of one PresetDocument."""
+
+    class Edited(Message):
+        """A value was stored in the document (it is now dirty)."""
+
+        def __init__(self, section: str, key: str, value: Any):
+            super().__init__()
+            self.section, self.key, self.value = section, key, value
+
+    def __init__(self, catalog: Catalog, *, id: str | None = None):
+        super().__init__(id=id)
+        self.catalog = catalog
+        self.doc: PresetDocument | None = None
+        self.specs = {(s.section, s.key): s for s in schema()}
+
+    # -- layout ------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield from self._row(None, "description", Input(id="top--description", compact=True,
+                                                         tooltip="what this preset is for (top-level key)"))
+        section = None
+        for spec in schema():
+            if spec.section != section:
+                section = spec.section
+                yield Static(f"[{section}]", classes="form-section", markup=False)
+            yield from self._row(spec.section, spec.key, self._control(spec))
+
+    def _row(self, section: str | None, key: str, control: Any) -> ComposeResult:
+        fid = field_id(section or "top", key)
+        label = Label(key, classes="form-key", id=f"label-{fid}")
+        label.tooltip = control.tooltip
+        yield Horizontal(label, control, classes="form-row")
+        yield Static("", classes="field-error hidden", id=f"error-{fid}", markup=False)
+
+    def _control(self, spec: FieldSpec) -> Any:
+        fid = field_id(spec.section, spec.key)
+        tip = _tooltip(spec)
+        if spec.section == "cloud" and spec.key in CATALOG_KEYS:
+            return Select([], id=fid, compact=True, allow_blank=True, tooltip=tip, type_to_search=True)
+        if spec.type is bool:
+            return Checkbox(id=fid, compact=True, tooltip=tip)
+        if spec.choices:
+            return Select([(c, c) for c in spec.choices], id=fid, compact=True, allow_blank=False, tooltip=tip)
+        return Input(id=fid, compact=True, tooltip=tip)
+
+    # -- filling from a document -------------------------------------------------------------------------
+
+    def load(self, doc: PresetDocument) -> None:
+        """Show `doc`'s effective values (its own, inherited or default); nothing is stored."""
+        self.doc = doc
+        self.query_one("#top--description", Input).value = str(doc.get(None, "description") or "")
+        for (section, key), spec in self.specs.items():
+            widget = self.query_one(f"#{field_id(section, key)}")
+            value = doc.get(section, key)
+            if isinstance(widget, Checkbox):
+                widget.value = bool(value)
+            elif isinstance(widget, Input):
+                widget.value = to_text(value)
+            elif not (section == "cloud" and key in CATALOG_KEYS):
+                widget.value = value
+            self._show_error(section, key, "")
+        self.sync_catalog(fix=False)
+        self._mark_inherited()
+
+    def _mark_inherited(self) -> None:
+        if self.doc is None:
+            return
+        for section, key in self.specs:
+            label = self.query_one(f"#label-{field_id(section, key)}", Label)
+            label.set_class(not self.doc.is_set_here(section, key), "inherited")
+
+    def _show_error(self, section: str | None, key: str, message: str) -> None:
+        box = self.query_one(f"#error-{field_id(section or 'top', key)}", Static)
+        box.update(message)
+        box.set_class(not message, "hidden")
+        self.query_one(f"#{field_id(section or 'top', key)}").set_class(bool(message), "invalid")
+
+    def errors(self) -> dict[str, str]:
+        """Rows showing an error: 'section.key' -> message."""
+        out = {}
+        for box in self.query(".field-error"):
+            if not box.has_class("hidden") and box.id:
+                out[box.id.removeprefix("error-").replace("--", ".")] = str(box.render())
+        return out
+
+    # -- catalog-driven selects -------------------------------------------------------------------------
+
+    def sync_catalog(self, fix: bool = True) -> None:
+        """Offer only valid machine / GPU / count choices for the region and machine.
+
+        With `fix`, a value the new choices exclude is replaced by the first valid one (and stored);
+        without it (loading a file), the file's value is kept and shown, and validation reports it.
+        """
+        doc, cat = self.doc, self.catalog
+        if doc is None:
+            return
+        region = doc.get("cloud", "region")
+        self._offer("region", [(r, r) for r in cat.regions], region, fix)
+        try:
+            machines = cat.machine_types(region)
+        except CockpitError:
+            machines = list(cat.machines)
+        machine = self._offer("machine_type", [(m, m) for m in machines], doc.get("cloud", "machine_type"), fix)
+        try:
+            accs = cat.accelerators_for(machine, region)
+            cpu_only = cat.machine(machine).cpu_only
+        except CockpitError:
+            accs, cpu_only = [], True
+        options = ([("none (CPU only)", "")] if cpu_only else []) + \
+            [(f"{cat.accelerators[a].label} ({a})", a) for a in accs]
+        acc = self._offer("accelerator_type", options, doc.get("cloud", "accelerator_type"), fix)
+        try:
+            counts = cat.allowed_counts(machine, acc)
+        except CockpitError:
+            counts = ()
+        self._offer("accelerator_count", [(str(c), c) for c in counts], doc.get("cloud", "accelerator_count"), fix)
+
+    def _offer(self, key: str, options: list[tuple[str, Any]], current: Any, fix: bool) -> Any:
+        select = self.query_one(f"#{field_id('cloud', key)}", Select)
+        values = [v for _, v in options]
+        if current not in values:
+            if fix and values:
+                current = values[0]
+                self._store("cloud", key, current)
+            else:
+                options = options + [(f"{current} (not valid here)", current)]
+        select.set_options(options)
+        select.value = current
+        return current
+
+    # -- edits -------------------------------------------------------------------------------------------
+
+    def _store(self, section: str | None, key: str, value: Any) -> bool:
+        assert self.doc is not None
+        try:
+            stored = self.doc.set(section, key, value)
+        except CockpitError as exc:
+            self._show_error(section, key, short_paths(exc.message))
+            return False
+        self._show_error(section, key, "")
+        if section:
+            self.query_one(f"#label-{field_id(section, key)}", Label).remove_class("inherited")
+        self.post_message(self.Edited(section or "", key, stored))
+        return True
+
+    def _edit(self, widget_id: str | None, value: Any, from_text: bool) -> None:
+        if self.doc is None or not widget_id or "--" not in widget_id:
+            return
+        section, key = widget_id.split("--", 1)
+        if section == "top":
+            if value != (self.doc.get(None, "description") or ""):
+                self._store(None, key, value)
+            return
+        spec = self.specs[(section, key)]
+        if from_text:
+            value = parse_text(value, spec)
+        current = self.doc.get(section, key)
+        if value == current and isinstance(value, bool) == isinstance(current, bool):
+            self._show_error(section, key, "")  # back to the stored value: nothing to do
+            return
+        if self._store(section, key, value) and section == "cloud" and key in CATALOG_KEYS:
+            self.sync_catalog(fix=True)
+
+    # The handlers read the widget's current value, not the message's: after `load`, messages queued
+    # for the previous document must see the new values and do nothing.
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._edit(event.input.id, event.input.value, from_text=True)
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self._edit(event.checkbox.id, event.checkbox.value, from_text=False)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        value = event.select.value
+        if value is Select.NULL:
+            return
+        self._edit(event.select.id, value, from_text=False)

@@ -1,0 +1,107 @@
+"""Live training curves from metric events: train/val loss and val QWK per epoch, learning rate per step.
+
+textual-plotext (chosen over textual-plot): it is already the cockpit's dependency, draws several
+labelled series with a legend in plain text, and its output is deterministic text, so snapshot tests
+stay stable. Epochs of both phases share one x axis (1, 2, ... across phase 1 then phase 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual_plotext import PlotextPlot
+
+from cockpit.backend import MetricEvent
+
+
+@dataclass
+class Curves:
+    """The plotted series; x of epoch series is the epoch's position across both phases."""
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float | None] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_qwk: list[float | None] = field(default_factory=list)
+    lr_steps: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+
+    def add(self, ev: MetricEvent) -> bool:
+        """Record what the event carries; True when a curve changed."""
+        if ev.event == "epoch":
+            self.epochs.append(len(self.epochs) + 1)
+            self.train_loss.append(ev.train_loss)
+            self.val_loss.append(ev.val_loss)
+            self.val_qwk.append(ev.val_qwk)
+            if ev.lr is not None and ev.step is None:
+                self.lr_steps.append(len(self.lr_steps) + 1)
+                self.lr.append(ev.lr)
+            return True
+        if ev.event == "step" and ev.lr is not None and ev.step is not None:
+            self.lr_steps.append(ev.step)
+            self.lr.append(ev.lr)
+            return True
+        return False
+
+
+def _points(xs: list[int], ys: list[float | None]) -> tuple[list[int], list[float]]:
+    pairs = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+class MetricPlots(Vertical):
+    """Three stacked plots fed with `add(event)`; redraws at most once per `flush()`."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.curves = Curves()
+        self._stale = True
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot(id="plot-loss")
+        yield PlotextPlot(id="plot-qwk")
+        yield PlotextPlot(id="plot-lr")
+
+    def on_mount(self) -> None:
+        self.flush()
+
+    def reset(self) -> None:
+        self.curves = Curves()
+        self._stale = True
+        self.flush()
+
+    def add(self, ev: MetricEvent) -> None:
+        if self.curves.add(ev):
+            self._stale = True
+
+    def flush(self) -> None:
+        if not self._stale:
+            return
+        self._stale = False
+        c = self.curves
+        loss = self.query_one("#plot-loss", PlotextPlot)
+        plt = loss.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss per epoch")
+        for name, ys in (("train", c.train_loss), ("val", c.val_loss)):
+            xs, vs = _points(c.epochs, ys)
+            if xs:
+                plt.plot(xs, vs, label=name, marker="braille")
+        loss.refresh()
+        qwk = self.query_one("#plot-qwk", PlotextPlot)
+        plt = qwk.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("val QWK per epoch")
+        xs, vs = _points(c.epochs, c.val_qwk)
+        if xs:
+            plt.plot(xs, vs, marker="braille", color="green")
+        qwk.refresh()
+        lr = self.query_one("#plot-lr", PlotextPlot)
+        plt = lr.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("learning rate")
+        if c.lr:
+            plt.plot(c.lr_steps, c.lr, marker="braille", color="yellow")
+        lr.refresh()

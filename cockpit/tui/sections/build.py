@@ -1,0 +1,134 @@
+"""Build: `docker build` + `docker push` of the trainer image (the engine's `cockpit.image`), output
+streamed into a log view, elapsed time, cancel."""
+from __future__ import annotations
+
+import threading
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Label, Static
+
+from cockpit.backend import LogLine
+from cockpit.errors import CockpitError
+from cockpit.tui.logview import LineFeed, LogView, drain_into
+from cockpit.tui.paths import short_paths
+from cockpit.tui.sections import Section
+
+
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class BuildSection(Section):
+    SECTION_ID = "build"
+    TITLE = "Build"
+    BINDINGS = [
+        Binding("b", "build", "Build+push", id="build.start", tooltip="docker build and push the trainer image"),
+        Binding("x", "cancel_build", "Cancel", id="build.cancel", tooltip="Stop the running build or push"),
+    ]
+    PALETTE = [("Build and push the image", "docker build + push for the current preset (b)", "build"),
+               ("Cancel the build", "Stop docker build/push (x)", "cancel_build")]
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id)
+        self.feed: LineFeed[LogLine] = LineFeed()
+        self._cancel: threading.Event | None = None
+        self._started: float | None = None
+        self._ended: float | None = None
+        self.outcome = ""  # "", "running", "done", "failed", "cancelled"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="build-image", markup=False)
+        with Horizontal(id="build-bar"):
+            yield Label("idle: press b to build and push", id="build-state")
+        yield LogView(max_lines=50_000, id="build-log")
+
+    def on_mount(self) -> None:
+        self.set_interval(0.1, self._drain)
+        self.set_interval(0.5, self._show_state)
+
+    def show_target(self) -> None:
+        """The image the build would produce (the tag is the git SHA, taken when the build starts)."""
+        self.query_one("#build-image", Static).update(self._target_text())
+
+    def _target_text(self) -> str:
+        cfg = self.app.cfg  # type: ignore[attr-defined]
+        if cfg is None:
+            return "image: the preset is not valid (see Presets)"
+        from cockpit.image import image_uri
+
+        try:
+            return f"image: {image_uri(cfg, '<git tag>')}   context: . (Dockerfile)"
+        except CockpitError as exc:
+            return f"image: {short_paths(exc.message)}"
+
+    def _drain(self) -> None:
+        drain_into(self.feed, self.query_one("#build-log", LogView))
+
+    def _show_state(self) -> None:
+        label = self.query_one("#build-state", Label)
+        if self._started is None:
+            return
+        elapsed = clock((self._ended or time.monotonic()) - self._started)
+        text = {"running": f"running {elapsed}   x: cancel", "done": f"done in {elapsed}",
+                "failed": f"failed after {elapsed}", "cancelled": f"cancelled after {elapsed}"}[self.outcome]
+        label.update(text)
+        label.set_class(self.outcome == "failed", "invalid")
+
+    @property
+    def running(self) -> bool:
+        return self.outcome == "running"
+
+    def action_build(self) -> None:
+        if self.running:
+            self.notify("a build is already running (x cancels it)", severity="warning")
+            return
+        cfg = self.app.cfg  # type: ignore[attr-defined]
+        if cfg is None:
+            self.app.show_error("the preset is not valid; fix it in Presets first")  # type: ignore[attr-defined]
+            return
+        self.query_one("#build-log", LogView).clear()
+        self._cancel = threading.Event()
+        self._started, self._ended, self.outcome = time.monotonic(), None, "running"
+        self._show_state()
+        self._build(cfg, self._cancel)
+
+    def action_cancel_build(self) -> None:
+        if self._cancel is not None and self.running:
+            self._cancel.set()
+            self.feed.put(LogLine("cancel requested: stopping docker", severity="WARNING"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="build")
+    def _build(self, cfg, cancel: threading.Event) -> None:
+        from cockpit.image import build_image, git_tag, image_uri, push_image
+
+        def sink(text: str) -> None:
+            self.feed.put(LogLine(text))
+
+        try:
+            uri = image_uri(cfg, git_tag("."))
+            sink(f"$ docker build -t {uri} .")
+            build_image(uri, ".", sink, cancel=cancel)
+            sink(f"$ docker push {uri}")
+            push_image(uri, sink, cancel=cancel)
+        except CockpitError:
+            if cancel.is_set():  # the user asked for it: no error dialog
+                self.app.call_from_thread(self._finished, "cancelled")
+                return
+            self.app.call_from_thread(self._finished, "failed")
+            raise
+        except BaseException:
+            self.app.call_from_thread(self._finished, "failed")
+            raise
+        self.feed.put(LogLine(f"pushed {uri}", severity="NOTICE"))
+        self.app.call_from_thread(self._finished, "done")
+
+    def _finished(self, outcome: str) -> None:
+        self._ended, self.outcome = time.monotonic(), outcome
+        self._drain()
+        self._show_state()
