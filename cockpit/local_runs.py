@@ -37,6 +37,8 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 EXIT_BAD_INPUT, EXIT_PREEMPTED = 2, 75  # core.train's codes
 META, STDOUT = "run.json", "stdout.log"
 _DATETIME_FIELDS = ("create_time", "start_time", "end_time")
+# The trainer LocalBackend starts unless given a command_prefix (module-level so tests can swap it).
+DEFAULT_TRAINER = [sys.executable, "-m", "core.train"]
 
 
 def _now() -> datetime:
@@ -70,10 +72,10 @@ class LocalBackend:
 
     def __init__(self, runs_dir: str | os.PathLike = Path("outputs/runs"),
                  command_prefix: list[str] | None = None, cancel_grace_s: float = 30.0):
-        """`command_prefix` replaces `[sys.executable, "-m", "core.train"]` (tests use a fake trainer).
+        """`command_prefix` replaces DEFAULT_TRAINER, `python -m core.train` (tests use a fake trainer).
         `cancel_grace_s`: time between SIGTERM (the trainer saves a checkpoint) and SIGKILL."""
         self.runs_dir = Path(runs_dir)
-        self.command_prefix = list(command_prefix) if command_prefix else [sys.executable, "-m", "core.train"]
+        self.command_prefix = list(command_prefix or DEFAULT_TRAINER)
         self.cancel_grace_s = cancel_grace_s
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -332,7 +334,7 @@ class LocalBackend:
         last = ""
         for line in self.logs(job_id):
             if line.severity in ("ERROR", "CRITICAL") or line.text.startswith("error:"):
-                last = line.text.strip()
+                last = line.text.strip().removeprefix("error:").strip()  # callers add their own "error: "
         return last[:300]
 
 

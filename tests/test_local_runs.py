@@ -58,7 +58,7 @@ def test_exit_2_is_failed_with_the_trainers_error_line(backend, preset, monkeypa
     monkeypatch.setenv("FAKE_TRAINER_MODE", "bad_input")
     info = backend.wait(backend.submit(preset).id, timeout=30)
     assert info.state == "JOB_STATE_FAILED"
-    assert info.error == "error: splits.json: 3 images missing"
+    assert info.error == "splits.json: 3 images missing"
     assert backend.exit_code(info.id) == 2
 
 
