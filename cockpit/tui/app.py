@@ -145,6 +145,9 @@ class CockpitApp(App):
             self.jobs_section.table.focus()
         elif section_id == "build":
             self.query_one(BuildSection).show_target()
+            self.query_one("#build-log", LogView).log.focus()
+        elif section_id == "cost":
+            self.query_one("#cost-table").focus()
         elif section_id == "presets":
             self.presets_section.form.focus()
         elif section_id == "run":
