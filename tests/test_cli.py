@@ -179,3 +179,26 @@ def test_logs_cancel_pull_and_jobs_dispatch_local_ids(local_cli, capsys):
 def test_logs_of_an_unknown_local_run_exits_2(local_cli, capsys):
     assert main(["logs", "local-20990101-000000-abcd"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown local run 'local-20990101-000000-abcd'")
+
+
+def test_ctrl_c_during_run_cancels_the_trainer_and_exits_3(local_cli, fake_trainer):
+    import os
+    import signal
+    import time
+
+    driver = ("import sys; from cockpit import local_runs; "
+              f"local_runs.DEFAULT_TRAINER = {fake_trainer!r}; "
+              "from cockpit.cli import main; sys.exit(main(['run', 'p.toml']))")
+    env = {**os.environ, "FAKE_TRAINER_MODE": "slow", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=local_cli, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:  # wait until the trainer is printing epochs
+        if "epoch 2 (phase 1)" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    assert "JOB_STATE_CANCELLED" in out and "cancelling local-" in err
+    run = next((local_cli / "outputs" / "runs").iterdir())
+    assert json.loads((run / "run.json").read_text())["exit_code"] == 75  # SIGTERM: saved, then stopped
