@@ -96,7 +96,7 @@ class UInt8Cache:
         os.replace(tmp, self.path)
 
     def get(self, index: int) -> np.ndarray:
-        return np.asarray(self.array[index])
+        return np.array(self.array[index])  # a writable copy: torch refuses read-only memmap views
 
 
 class CardDataset(Dataset):

@@ -113,6 +113,8 @@ class Position:
     batches_done: int = 0     # micro-batches already consumed in this epoch
     global_step: int = 0      # optimizer steps over the whole run
     phase_step: int = 0       # optimizer steps in this phase (drives the LR schedule)
+    loss_sum: float = 0.0     # this epoch's running train loss so far, so a resumed epoch reports the same
+    loss_count: int = 0
 
 
 class Trainer:
@@ -326,8 +328,7 @@ class Trainer:
                                                f"{stopper.patience} epochs; best {stopper.best:.4f} at epoch "
                                                f"{stopper.best_epoch}", phase=phase, epoch=self.pos.epoch,
                                  best=stopper.best, best_epoch=stopper.best_epoch)
-            self.pos.epoch += 1
-            self.pos.batches_done = 0
+            self.pos = Position(phase, self.pos.epoch + 1, 0, self.pos.global_step, self.pos.phase_step)
         stopped_early = stopper.should_stop
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
         best = checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
@@ -389,8 +390,8 @@ class Trainer:
         ctx.sampler.indices = indices[start * t.batch_size: n_batches * t.batch_size]
         ctx.net.train()
         bar = ProgressBar(n_batches - start, f"phase {ctx.phase} epoch {self.pos.epoch}/{ctx.epochs}")
-        loss_sum = torch.zeros((), device=self.device)
-        loss_count = 0
+        loss_sum = torch.full((), self.pos.loss_sum, device=self.device)
+        loss_count = self.pos.loss_count
         samples, t0, data_time = 0, time.perf_counter(), 0.0
         no_sync = getattr(ctx.net, "no_sync", None)
         pending: list[dict] = []
@@ -422,6 +423,7 @@ class Trainer:
                                  lr=ctx.optimizer.param_groups[0]["lr"],
                                  samples_per_s=samples * self.denv.world_size / max(elapsed, 1e-9))
             if self._preempt_requested():
+                self.pos.loss_sum, self.pos.loss_count = float(loss_sum), loss_count
                 self._on_preempt(ctx)
             t_data = time.perf_counter()
         bar.close()
@@ -542,8 +544,9 @@ class Trainer:
         # Epoch boundary state: the next epoch starts at batch 0 (set before saving, so resume starts there).
         next_pos = Position(ctx.phase, self.pos.epoch + 1, 0, self.pos.global_step, self.pos.phase_step)
         every = self.cfg.output.save_every
-        names = ["last.pth"] + ([f"checkpoint_epoch_{self.pos.epoch}.pth"]
-                                if every and self.pos.epoch % every == 0 else [])
+        # Numbered over the whole run (phase 2 continues phase 1's count) so names never collide.
+        run_epoch = self.pos.epoch + (self.cfg.training.phase1_epochs if ctx.phase == 2 else 0)
+        names = ["last.pth"] + ([f"checkpoint_epoch_{run_epoch}.pth"] if every and run_epoch % every == 0 else [])
         saved_pos = self.pos
         self.pos = next_pos
         for name in names:
