@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help (0) or argparse's own usage error (2), already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         return _dispatch(args)
+    except BrokenPipeError:  # `psa-cockpit jobs | head`: the reader left; stop quietly like SIGPIPE would
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         return _report(exc, debug)
 

@@ -177,10 +177,15 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def quick_benchmark(cfg: Config, steps: int = 3, batch_size: int = 8, time_limit_s: float = 8.0) -> StepTime:
-    """A few phase-2 forward/backward steps of the model on this CPU at the preset's image size.
+BENCH_MAX_PIXELS = 128 * 176  # larger presets are timed at this size and scaled by pixels (1 / pixels)
 
-    Imports torch and core.model lazily (the CLI's start-up stays light); stops early past
+
+def quick_benchmark(cfg: Config, steps: int = 3, batch_size: int = 2, time_limit_s: float = 4.0) -> StepTime:
+    """A few phase-2 forward/backward steps of the model on this CPU (seconds, not minutes).
+
+    Large images are timed at about 128x176 (same aspect) and the result is scaled by pixel count;
+    small batches on a CPU carry more overhead per sample, so this errs towards a longer (dearer)
+    estimate. Imports torch and core.model lazily (the CLI's start-up stays light); stops early past
     `time_limit_s`. Raises CockpitError when the model cannot be built.
     """
     try:
@@ -189,6 +194,8 @@ def quick_benchmark(cfg: Config, steps: int = 3, batch_size: int = 8, time_limit
     except ImportError as exc:
         raise CockpitError(f"quick benchmark unavailable: {exc}") from None
     width, height = cfg.data.image_size
+    shrink = min(1.0, (BENCH_MAX_PIXELS / (width * height)) ** 0.5)
+    width, height = max(32, round(width * shrink)), max(32, round(height * shrink))
     torch.manual_seed(0)
     model = DualBranchGrader(cfg.model.backbone, weights="", lambda_fusion=cfg.model.lambda_fusion,
                              dropout=cfg.model.dropout)
@@ -205,14 +212,15 @@ def quick_benchmark(cfg: Config, steps: int = 3, batch_size: int = 8, time_limit
         loss.backward()
         opt.step()
 
-    one_step()  # warm-up: allocator and kernel selection
+    one_step()  # warm-up (not timed): allocator, kernel selection, lazy initialisation
     start, done = time.perf_counter(), 0
     while done < steps and (done == 0 or time.perf_counter() - start < time_limit_s):
-        one_step()
+        one_step()  # at least one timed step, more while within the time limit
         done += 1
-    sps = batch_size * done / (time.perf_counter() - start)
-    return StepTime(sps, "cpu", f"quick local benchmark ({sps:.1f} samples/s on CPU, {done} steps of "
-                                f"{batch_size})", None, torch.get_num_threads())
+    elapsed = time.perf_counter() - start
+    sps = batch_size * done / elapsed
+    return StepTime(sps, "cpu", f"quick local benchmark ({sps:.1f} samples/s on CPU at {width}x{height}, "
+                                f"{done} x {batch_size} samples)", (width, height), torch.get_num_threads())
 
 
 def default_step_time(cfg: Config, catalog: Catalog) -> StepTime:
