@@ -50,7 +50,7 @@ def one_line(exc: BaseException) -> str:
 
 
 class CockpitApp(App):
-    CSS_PATH = "cockpit.tcss"
+    CSS_PATH = Path(__file__).with_name("cockpit.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "psa-cockpit"
     COMMANDS = App.COMMANDS | {CockpitCommands}
     BINDINGS = [

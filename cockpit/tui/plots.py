@@ -43,6 +43,15 @@ class Curves:
         return False
 
 
+def _ticks(xs: list[int], most: int = 6) -> list[int]:
+    """At most `most` whole-number ticks (epochs are integers; plotext would label 2.8, 4.5...)."""
+    if not xs:
+        return []
+    lo, hi = min(xs), max(xs)
+    step = max(1, -(-(hi - lo) // (most - 1)))
+    return list(range(lo, hi + 1, step))
+
+
 def _points(xs: list[int], ys: list[float | None]) -> tuple[list[int], list[float]]:
     pairs = [(x, y) for x, y in zip(xs, ys) if y is not None]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -87,6 +96,7 @@ class MetricPlots(Vertical):
             xs, vs = _points(c.epochs, ys)
             if xs:
                 plt.plot(xs, vs, label=name, marker="braille")
+        plt.xticks(_ticks(c.epochs))
         loss.refresh()
         qwk = self.query_one("#plot-qwk", PlotextPlot)
         plt = qwk.plt
@@ -96,6 +106,7 @@ class MetricPlots(Vertical):
         xs, vs = _points(c.epochs, c.val_qwk)
         if xs:
             plt.plot(xs, vs, marker="braille", color="green")
+        plt.xticks(_ticks(c.epochs))
         qwk.refresh()
         lr = self.query_one("#plot-lr", PlotextPlot)
         plt = lr.plt
@@ -104,4 +115,5 @@ class MetricPlots(Vertical):
         plt.title("learning rate")
         if c.lr:
             plt.plot(c.lr_steps, c.lr, marker="braille", color="yellow")
+            plt.xticks(_ticks(c.lr_steps, 4))
         lr.refresh()

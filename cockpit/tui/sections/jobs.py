@@ -20,7 +20,8 @@ REFRESH_S = 3.0
 STATE_STYLES = {"RUNNING": "bold green", "SUCCEEDED": "cyan", "FAILED": "bold red", "CANCELLED": "yellow",
                 "CANCELLING": "yellow", "QUEUED": "magenta", "PENDING": "magenta", "EXPIRED": "red",
                 "PAUSED": "dim", "UPDATING": "dim", "PARTIALLY_SUCCEEDED": "yellow"}
-COLUMNS = ("id", "name", "state", "where", "machine", "GPU", "age", "cost")
+COLUMNS = ("id", "name", "state", "machine", "age", "cost")
+NAME_WIDTH = 22
 
 
 def short_state(state: str) -> str:
@@ -43,12 +44,22 @@ def age_text(info: JobInfo, now: datetime) -> str:
     return f"{s // 86400}d"
 
 
+def machine_text(info: JobInfo) -> str:
+    """'n1-standard-8+1xT4'; 'local' for local runs (which run on this machine)."""
+    if info.backend == "local":
+        return "this machine"
+    text = info.machine_type or "-"
+    if info.accelerator_type:
+        gpu = info.accelerator_type.removeprefix("NVIDIA_").removeprefix("TESLA_")
+        text += f"+{info.accelerator_count}x{gpu}"
+    return text + (f" x{info.replica_count}" if info.replica_count > 1 else "")
+
+
 def cells(info: JobInfo, now: datetime) -> tuple:
     cost = info.cost_so_far(now)
-    gpu = f"{info.accelerator_count} x {info.accelerator_type.removeprefix('NVIDIA_')}" \
-        if info.accelerator_type else "-"
-    return (info.id, info.name, state_text(info.state), info.backend, info.machine_type or "-", gpu,
-            age_text(info, now), "-" if cost is None else f"${cost:,.2f}")
+    name = info.name if len(info.name) <= NAME_WIDTH else info.name[:NAME_WIDTH - 1] + "…"
+    return (info.id, name, state_text(info.state), machine_text(info), age_text(info, now),
+            "-" if cost is None else f"${cost:,.2f}")
 
 
 class JobsSection(Section):
