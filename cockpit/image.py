@@ -8,6 +8,7 @@ the TUI stop a running build or push.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -57,7 +58,24 @@ def git_tag(repo_dir: str | os.PathLike = ".") -> str:
     except OSError:
         return "nogit"
     sha = head.stdout.strip()
-    return f"{sha}-dirty" if status.stdout.strip() else sha
+    if not status.stdout.strip():
+        return sha
+    # A plain "-dirty" tag would be reused while the tree keeps changing, and a submit that finds the tag
+    # in the registry would skip the build and run a stale image: name the uncommitted content instead.
+    return f"{sha}-dirty-{_worktree_digest(repo_dir, git)}"
+
+
+def _worktree_digest(repo_dir: str | os.PathLike, git) -> str:
+    """8 hex digits that change whenever tracked changes or untracked files' contents change."""
+    digest = hashlib.sha256(git("diff", "HEAD", "--binary").stdout.encode())
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
+    for name in sorted(n for n in untracked if n):
+        digest.update(name.encode())
+        try:
+            digest.update((Path(repo_dir) / name).read_bytes())
+        except OSError:
+            pass  # vanished or unreadable: its name alone still changes the digest
+    return digest.hexdigest()[:8]
 
 
 def docker_executable() -> str:

@@ -74,7 +74,10 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
         machine.accelerator_type = v1.AcceleratorType[c.accelerator_type]
         machine.accelerator_count = c.accelerator_count
     # Only args: the image's ENTRYPOINT runs `python -m core.train`, so local `docker run` and Vertex agree.
-    container = v1.ContainerSpec(image_uri=image_uri, args=container_args(preset_name, overrides),
+    # The run's logs, config and report land beside the model and checkpoints, not in the container's
+    # disk that disappears with the job; an explicit user override still wins (it comes later).
+    run_dir = f"output.dir={output_directory(cfg, display_name).rstrip('/')}"
+    container = v1.ContainerSpec(image_uri=image_uri, args=container_args(preset_name, [run_dir, *overrides]),
                                  env=[v1.EnvVar(name="PYTHONUNBUFFERED", value="1")])
     disk = v1.DiskSpec(boot_disk_type=c.boot_disk_type, boot_disk_size_gb=c.boot_disk_size_gb)
     pools = [v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container,

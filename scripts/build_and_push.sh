@@ -2,7 +2,7 @@
 # Build the training image and push it to Artifact Registry: a thin wrapper over the cockpit's image
 # module (cockpit/image.py), so this script and `psa-cockpit --submit` compute the same URI and tag:
 #   REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG   (cloud.region, cloud.project, cloud.image)
-#   TAG = git short SHA, plus -dirty when tracked or untracked files differ from the commit.
+#   TAG = git short SHA, plus -dirty-<digest of the uncommitted changes> when the tree differs from the commit.
 set -euo pipefail
 
 usage() {
@@ -12,7 +12,7 @@ Usage: scripts/build_and_push.sh [options] [PRESET]
 Build the trainer image from ./Dockerfile and push it to Artifact Registry.
 
   PRESET            preset name or file whose [cloud] section names the image (default: cloud)
-  --tag TAG         image tag (default: git short SHA, with -dirty for uncommitted changes)
+  --tag TAG         image tag (default: git short SHA, with -dirty-<digest> for uncommitted changes)
   --no-push         build only
   --dry-run         print the image URI, build nothing
   -h, --help        show this help

@@ -291,11 +291,11 @@ def fakes(tmp_path):
 
 
 def _expected_tag() -> str:
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                         check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT,
-                           check=True).stdout.strip()
-    return sha + ("-dirty" if dirty else "")
+    """The cockpit's own tag rule (short SHA, -dirty-<digest> with uncommitted changes): the script must
+    tag exactly as `psa-cockpit --submit` does."""
+    from cockpit.image import git_tag
+
+    return git_tag(ROOT)
 
 
 def test_build_and_push_tags_with_the_commit_and_the_presets_registry(fakes, tmp_path):

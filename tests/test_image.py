@@ -1,6 +1,7 @@
 """Image URI and tag, docker build/push through the stand-in docker (tests/bin/docker), and its errors."""
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
@@ -50,12 +51,23 @@ def test_git_tag_is_the_short_sha_of_a_clean_tree(repo):
 
 def test_git_tag_marks_a_dirty_tree(repo):
     (repo / "a.txt").write_text("changed")
-    assert git_tag(repo) == f"{_sha(repo)}-dirty"
+    assert re.fullmatch(rf"{_sha(repo)}-dirty-[0-9a-f]{{8}}", git_tag(repo))
 
 
 def test_git_tag_counts_untracked_files_as_dirty(repo):
     (repo / "new.py").write_text("x")  # it would be in the build context
-    assert git_tag(repo).endswith("-dirty")
+    assert "-dirty-" in git_tag(repo)
+
+
+def test_dirty_tag_changes_when_the_uncommitted_content_changes(repo):
+    # Otherwise a submit would find the old tag in the registry, skip the build and run a stale image.
+    (repo / "a.txt").write_text("first edit")
+    first = git_tag(repo)
+    (repo / "a.txt").write_text("second edit")
+    second = git_tag(repo)
+    assert first != second and first.split("-dirty-")[0] == second.split("-dirty-")[0]
+    (repo / "a.txt").write_text("first edit")
+    assert git_tag(repo) == first
 
 
 def test_git_tag_outside_git_is_nogit(tmp_path):

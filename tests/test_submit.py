@@ -83,6 +83,7 @@ def test_the_service_receives_the_preset_as_a_custom_job(cloud, preset):
     container = job.job_spec.worker_pool_specs[0].container_spec
     assert container.image_uri == "us-central1-docker.pkg.dev/test-project/psa/psa-trainer:abc123"
     assert list(container.args) == ["--preset", "presets/mytest.toml", "--mode", "cloud",
+                                    "--set", f"output.dir=gs://test-bucket/psa-runs/{job.display_name}",
                                     "--set", "training.batch_size=16", "--set", "cloud.spot=true"]
     assert job.job_spec.scheduling.strategy == v1.Scheduling.Strategy.SPOT
     assert job.labels["psa-cockpit"] == "1" and job.labels["psa-preset"] == "mytest"

@@ -44,7 +44,11 @@ def test_container_runs_the_baked_preset_in_cloud_mode_with_overrides():
                 ).job_spec.worker_pool_specs[0].container_spec
     assert spec.image_uri == IMAGE
     assert list(spec.command) == []  # the image's ENTRYPOINT (python -m core.train) runs
+    job = _job(overrides=["training.batch_size=64", "data.splits=gs://b/d/splits.json"])
+    base = job.job_spec.base_output_directory.output_uri_prefix.rstrip("/")
+    # The run dir (training.log, config, report) goes to the job's output folder, before user overrides.
     assert list(spec.args) == ["--preset", "presets/cloud.toml", "--mode", "cloud",
+                               "--set", f"output.dir={base}",
                                "--set", "training.batch_size=64", "--set", "data.splits=gs://b/d/splits.json"]
     assert {e.name: e.value for e in spec.env}["PYTHONUNBUFFERED"] == "1"
 
