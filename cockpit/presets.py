@@ -116,6 +116,8 @@ class PresetDocument:
             raise CockpitError(f"{self.path}: extends must be a preset name or path string")
         try:
             base, _ = cc.load_preset_dict(parent, (self.path,))
+        except cc.ExtendsCycleError as exc:
+            raise CockpitError(str(exc)) from None
         except ConfigError as exc:
             raise CockpitError(f"{self.path}: extends '{parent}': {exc}") from None
         self._parent_cache = (parent, base)

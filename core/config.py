@@ -29,6 +29,10 @@ class ConfigError(ValueError):
     """A preset or override is wrong; the message is one line naming the file, key and what is expected."""
 
 
+class ExtendsCycleError(ConfigError):
+    """`extends` chains loop back on themselves; reported once, from the file that starts the loop."""
+
+
 def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
        max: float | None = None) -> Any:
     meta = {"help": help, "choices": choices, "min": min, "max": max}
@@ -242,8 +246,9 @@ def check_value(spec: FieldSpec, value: Any, where: str) -> Any:
                                       for v in value):
             raise ConfigError(f"{name} = {value!r} must be [width, height], two integers >= 16")
     if spec.key == "labels":
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ConfigError(f"{name} must map strings to strings")
+        for k, v in value.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{name}: label '{k}' = {v!r} must be a string")
     if spec.key == "timeout":
         parse_duration(value, name)
     return value
@@ -350,7 +355,7 @@ def load_preset_dict(ref: str | os.PathLike, _chain: tuple = ()) -> tuple[dict, 
     path = resolve_preset_path(ref, _chain[-1].parent if _chain else None)
     if path in _chain:
         cycle = " -> ".join(p.name for p in (*_chain, path))
-        raise ConfigError(f"{path}: extends forms a cycle: {cycle}")
+        raise ExtendsCycleError(f"{_chain[0]}: extends forms a cycle: {cycle}")
     raw = _read_toml(path)
     parent = raw.pop("extends", None)
     if parent is None:
@@ -359,6 +364,8 @@ def load_preset_dict(ref: str | os.PathLike, _chain: tuple = ()) -> tuple[dict, 
         raise ConfigError(f"{path}: extends must be a preset name or path string")
     try:
         base, _ = load_preset_dict(parent, (*_chain, path))
+    except ExtendsCycleError:
+        raise
     except ConfigError as exc:
         raise ConfigError(f"{path}: extends '{parent}': {exc}") from None
     return deep_merge(base, raw), path

@@ -44,14 +44,13 @@ CASES = [
     ("extends is not a string", {"p.toml": "extends = 3\n"},
      "{p}: extends must be a preset name or path string"),
     ("extends cycle", {"p.toml": "extends = \"q.toml\"\n", "q.toml": "extends = \"p.toml\"\n"},
-     "{p}: extends 'q.toml': {dir}/q.toml: extends 'p.toml': {p}: extends forms a cycle: "
-     "p.toml -> q.toml -> p.toml"),
+     "{p}: extends forms a cycle: p.toml -> q.toml -> p.toml"),
     ("invalid TOML", {"p.toml": "[training\nbatch_size = 8\n"},
      "{p}: not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 10)"),
     ("bad timeout", {"p.toml": "[cloud]\ntimeout = \"7 days\"\n"},
      "{p}: cloud.timeout = '7 days' must be a duration such as 90m, 12h or 7d"),
     ("labels that are not strings", {"p.toml": "[cloud]\nlabels = { team = 3 }\n"},
-     "{p}: cloud.labels must map strings to strings"),
+     "{p}: cloud.labels: label 'team' = 3 must be a string"),
     ("label key Vertex would reject", {"p.toml": "[cloud]\nlabels = { Team = \"ml\" }\n"},
      "{p}: cloud.labels Team = 'ml': label keys and values must be lowercase letters, digits, '_' or '-' "
      "(at most 63; keys start with a letter)"),
