@@ -360,7 +360,10 @@ class Trainer:
     def _loader(self, dataset, sampler, batch_size: int, drop_last: bool) -> DataLoader:
         d = self.cfg.data
         workers = d.num_workers
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        # Its own generator: every new iterator draws a base seed, and from the global RNG that draw would
+        # shift dropout's stream whenever a resumed run opens its loader mid-epoch (not bitwise then).
+        generator = torch.Generator().manual_seed(self.cfg.training.seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
                           pin_memory=d.pin_memory and self.device.type == "cuda", drop_last=drop_last,
                           persistent_workers=d.persistent_workers and workers > 0,
                           prefetch_factor=d.prefetch_factor if workers > 0 else None)
