@@ -59,14 +59,20 @@ async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
+async def ready(pilot) -> None:
+    """The form's later sections mount right after the first paint: wait for them."""
+    await wait_for(pilot, lambda: pilot.app.presets_section.form.ready)
+
+
 async def settle(pilot) -> None:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 
 
 def error_text(app: CockpitApp, section: str, key: str) -> str:
-    box = app.query_one(f"#error-{section}--{key}", Static)
-    return "" if box.has_class("hidden") else str(box.render())
+    """The message shown under a form row ("" when the row is valid)."""
+    shown = app.query(f"#error-{section}--{key}")
+    return str(shown.first(Static).render()) if shown else ""
 
 
 # -- Presets ---------------------------------------------------------------------------------------------
@@ -74,6 +80,7 @@ def error_text(app: CockpitApp, section: str, key: str) -> str:
 async def test_bad_value_shows_the_engines_message(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         app.query_one("#training--batch_size", Input).value = "0"
         await pilot.pause()
         try:
@@ -87,6 +94,7 @@ async def test_bad_value_shows_the_engines_message(workdir):
 async def test_fixing_a_bad_value_clears_its_message(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         field = app.query_one("#training--lr_phase1", Input)
         field.value = "fast"
         await pilot.pause()
@@ -100,6 +108,7 @@ async def test_fixing_a_bad_value_clears_its_message(workdir):
 async def test_changing_the_gpu_changes_the_estimate(workdir):
     app = CockpitApp("presets/cloud.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await settle(pilot)
         before = app.estimate_result.estimate
         assert before is not None and "NVIDIA_TESLA_T4" in before.target
@@ -114,6 +123,7 @@ async def test_changing_the_gpu_changes_the_estimate(workdir):
 async def test_gpu_choices_follow_the_machine(workdir):
     app = CockpitApp("presets/cloud.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         app.query_one("#cloud--machine_type", Select).value = "g2-standard-8"
         await pilot.pause()
         await pilot.pause()
@@ -128,6 +138,7 @@ async def test_gpu_choices_follow_the_machine(workdir):
 async def test_save_keeps_the_files_comments(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         app.query_one("#training--batch_size", Input).value = "64"
         await pilot.pause()
         assert app.doc.dirty
@@ -143,6 +154,7 @@ async def test_save_keeps_the_files_comments(workdir):
 async def test_quit_with_unsaved_changes_asks_first(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         app.query_one("#training--batch_size", Input).value = "48"
         await pilot.pause()
         app.presets_section.form.focus()
@@ -158,6 +170,7 @@ async def test_quit_with_unsaved_changes_asks_first(workdir):
 async def test_switching_preset_with_unsaved_changes_asks_first(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         app.query_one("#training--batch_size", Input).value = "48"
         await pilot.pause()
         app.query_one("#preset-picker", Select).value = str((workdir / "presets/smoke.toml").resolve())
@@ -172,6 +185,7 @@ async def test_switching_preset_with_unsaved_changes_asks_first(workdir):
 async def test_new_preset_from_this_one_extends_it(workdir):
     app = CockpitApp("presets/smoke.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("ctrl+n")
         await pilot.pause()
         box = app.screen.query_one("#prompt-input", Input)
@@ -198,6 +212,7 @@ def fake_backends(workdir: Path) -> Backends:
 async def test_local_run_shows_epoch_lines_and_plotted_points(workdir):
     app = CockpitApp("presets/smoke.toml", backends=fake_backends(workdir))
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6")
         await pilot.press("r")
         run = app.run_section
@@ -219,6 +234,7 @@ async def test_quit_during_a_local_run_asks_first(workdir):
     (workdir / "fake_train.py").write_text("import time\nprint('working', flush=True)\ntime.sleep(30)\n")
     app = CockpitApp("presets/smoke.toml", backends=backends)
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6", "r")
         await wait_for(pilot, lambda: app.run_section.job is not None)
         await pilot.press("q")
@@ -238,6 +254,7 @@ async def test_real_smoke_run_plots_an_epoch(workdir):
     shutil.copytree(REPO / "core", workdir / "core", ignore=shutil.ignore_patterns("__pycache__"))
     app = CockpitApp("presets/smoke.toml", runs_dir=workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6", "r")
         run = app.run_section
         await wait_for(pilot, lambda: run.epoch_lines >= 1, timeout=300)
@@ -251,6 +268,7 @@ async def test_real_smoke_run_plots_an_epoch(workdir):
 async def test_log_stops_following_when_scrolled_up_and_resumes_at_the_bottom(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6")
         view = app.run_section.log_view
         view.write_lines(f"INFO  line {i}" for i in range(500))
@@ -271,6 +289,7 @@ async def test_log_stops_following_when_scrolled_up_and_resumes_at_the_bottom(wo
 async def test_log_filter_shows_only_matching_lines(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6")
         view = app.run_section.log_view
         view.write_lines(["INFO  alpha", "ERROR beta failed", "INFO  gamma", "WARN  beta again"])
@@ -306,6 +325,7 @@ async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, 
 
     app = CockpitApp("presets/cloud.toml", runs_dir=workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f5")
         jobs = app.jobs_section
         await wait_for(pilot, lambda: any(j.backend == "vertex" for j in jobs.jobs.values()))
@@ -328,6 +348,7 @@ async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, 
 async def test_jobs_without_a_project_note_local_only(workdir):
     app = CockpitApp("presets/local.toml", runs_dir=workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f5")
         await settle(pilot)
         assert app.jobs_section.note.startswith("Vertex AI: set cloud.project")
@@ -339,6 +360,7 @@ async def test_jobs_without_a_project_note_local_only(workdir):
 async def test_a_failing_worker_shows_its_message_in_a_dialog(workdir):
     app = CockpitApp("presets/local.toml")  # no cloud.project: the image URI cannot be formed
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f4", "b")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
         assert app.screen.message == "presets/local.toml: cloud.project is empty; the image URI needs it"
@@ -356,6 +378,7 @@ async def test_build_streams_docker_output_and_can_be_cancelled(workdir, monkeyp
     doc.save()
     app = CockpitApp("presets/cloud.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f4", "b")
         build = app.query_one("#build-section")
         view = app.query_one("#build-log", LogView)
@@ -369,6 +392,7 @@ async def test_build_streams_docker_output_and_can_be_cancelled(workdir, monkeyp
 async def test_help_lists_every_binding(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
@@ -387,6 +411,7 @@ async def test_command_palette_lists_the_current_sections_actions_first(workdir)
 
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
         await pilot.press("f6")
         titles = [t for t, _, _ in CockpitCommands(app.screen)._commands()]
         assert titles[0] == "Run/Logs: Start a local training run"

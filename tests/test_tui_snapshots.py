@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:
 from cockpit.backend import JobInfo, LogLine  # noqa: E402
 from cockpit.tui.app import CockpitApp  # noqa: E402
 from textual.widgets import Input  # noqa: E402
+from textual.widgets._footer import FooterKey  # noqa: E402
 
 SIZE = (100, 30)
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -102,13 +103,22 @@ def job_rows() -> list[JobInfo]:
 
 async def _settle(pilot) -> None:
     app = pilot.app
+    while not app.presets_section.form.ready:  # later form sections mount after the first paint
+        await pilot.pause(0.05)
     for box in app.query(Input):
         box.cursor_blink = False
     await app.workers.wait_for_complete()
     await pilot.pause()
     app.clear_notifications()
     await pilot.wait_for_scheduled_animations()
-    await pilot.pause(0.1)  # the footer recomposes after a focus change
+    # The footer recomposes a few frames after a focus change: wait until it shows this section's keys.
+    section = app.active_section_widget()
+    wanted = {b.description for b in section.BINDINGS if b.show}
+    for _ in range(40):
+        if wanted & {key.description for key in app.query(FooterKey)}:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
 
 
 async def scene_presets(pilot) -> None:
@@ -140,9 +150,9 @@ async def scene_build(pilot) -> None:
 
 async def scene_jobs(pilot) -> None:
     await pilot.press("f5")
-    await _settle(pilot)
-    pilot.app.jobs_section.show_jobs(job_rows(), "", now=T0)
     await pilot.pause()
+    pilot.app.jobs_section.show_jobs(job_rows(), "", now=T0)
+    await _settle(pilot)
 
 
 async def scene_run(pilot) -> None:
@@ -168,6 +178,13 @@ class FrozenJobsApp(CockpitApp):
         self.jobs_section.refresh_jobs = lambda: None  # type: ignore[method-assign]
 
 
+class SnapshotApp(FrozenJobsApp):
+    """The footer recomposes a few frames after any bindings change, at a moment that depends on the
+    machine's load; snapshots leave it out (the docs screenshots show it)."""
+
+    CSS = "Footer { display: none; }"
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     from cockpit.catalog import PACKAGED_CATALOG
@@ -182,7 +199,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
 @pytest.mark.parametrize("scene", list(SCENES))
 def test_section_snapshot(scene, workdir, snap_compare):
     preset, before = SCENES[scene]
-    app = FrozenJobsApp(preset, runs_dir=workdir / "runs")
+    app = SnapshotApp(preset, runs_dir=workdir / "runs")
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
 
 

@@ -53,6 +53,7 @@ class CockpitApp(App):
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "psa-cockpit"
     COMMANDS = App.COMMANDS | {CockpitCommands}
+    AUTO_FOCUS = "#preset-form"  # the footer then shows the Presets keys; q still quits
     BINDINGS = [
         *(Binding(f"{fkey},{digit}", f"section('{sid}')", title, id=f"section.{sid}", key_display=fkey.upper(),
                   tooltip=f"Show the {title} section ({fkey.upper()}, or {digit} outside a text box)")
@@ -97,10 +98,8 @@ class CockpitApp(App):
 
     def on_mount(self) -> None:
         self.sub_title = show_path(self.doc.path)
-        self.presets_section.show_document()
         self.validate_document()
         self.schedule_estimate(delay=0)
-        self.presets_section.form.focus()  # the footer then shows the Presets keys; q still quits
 
     # -- sections ----------------------------------------------------------------------------------------
 

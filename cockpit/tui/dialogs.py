@@ -69,6 +69,8 @@ class ErrorDialog(ModalScreen[None]):
 class PromptDialog(ModalScreen[str | None]):
     """Ask for one line of text (a file name); None when cancelled."""
 
+    AUTO_FOCUS = "#prompt-input"  # the app's own AUTO_FOCUS names the preset form
+
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel", tooltip="Close without doing anything")]
 
     def __init__(self, question: str, value: str = ""):
@@ -91,6 +93,8 @@ class PromptDialog(ModalScreen[str | None]):
 
 class HelpScreen(ModalScreen[None]):
     """Every key binding of the cockpit, by where it works (F1 / ?)."""
+
+    AUTO_FOCUS = "*"
 
     BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close help", id="help.close",
                         tooltip="Close the help screen")]

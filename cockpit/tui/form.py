@@ -11,7 +11,8 @@ from typing import Any
 
 import tomlkit
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Container, VerticalScroll
+from textual.lazy import Lazy
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
@@ -66,8 +67,28 @@ def _tooltip(spec: FieldSpec) -> str:
     return "; ".join(bits)
 
 
+EAGER_GROUPS = 2  # [data] and [model] fill the first screen
+
+
+class FormGroup(Container):
+    """One preset section's rows: a two-column grid (key, control)."""
+
+    def __init__(self, section: str):
+        super().__init__(classes="form-group", id=f"group-{section}")
+        self.section = section
+
+    def on_mount(self) -> None:
+        if self.section == "cloud":  # the catalog selects exist now: offer only valid choices
+            self.parent.sync_catalog(fix=False)  # type: ignore[union-attr]
+
+
 class PresetForm(VerticalScroll):
-    """Schema-driven editor of one PresetDocument."""
+    """Schema-driven editor of one PresetDocument.
+
+    Each section is a two-column grid (key, control), which keeps the widget count low: the form has
+    ~80 rows and every widget costs start-up time. An error line is mounted under a row only while the
+    row is invalid.
+    """
 
     class Edited(Message):
         """A value was stored in the document (it is now dirty)."""
@@ -76,41 +97,59 @@ class PresetForm(VerticalScroll):
             super().__init__()
             self.section, self.key, self.value = section, key, value
 
-    def __init__(self, catalog: Catalog, *, id: str | None = None):
+    def __init__(self, catalog: Catalog, doc: PresetDocument | None = None, *, id: str | None = None):
         super().__init__(id=id)
         self.catalog = catalog
-        self.doc: PresetDocument | None = None
+        self.doc = doc
         self.specs = {(s.section, s.key): s for s in schema()}
+        self.messages: dict[str, str] = {}  # "section--key" -> the engine's message, for invalid rows
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield from self._row(None, "description", Input(id="top--description", compact=True,
-                                                         tooltip="what this preset is for (top-level key)"))
-        section = None
+        doc = self.doc
+        by_section: dict[str, list[FieldSpec]] = {}
         for spec in schema():
-            if spec.section != section:
-                section = spec.section
+            by_section.setdefault(spec.section, []).append(spec)
+        for index, (section, specs) in enumerate(by_section.items()):
+            group = FormGroup(section)
+            # What the first screen shows is mounted at once; the rest right after the first paint.
+            with group if index < EAGER_GROUPS else Lazy(group):
+                if index == 0:
+                    description = str(doc.get(None, "description") or "") if doc else ""
+                    yield from self._row("top", "description", Input(
+                        description, id="top--description", compact=True,
+                        tooltip="what this preset is for (top-level key)"))
                 yield Static(f"[{section}]", classes="form-section", markup=False)
-            yield from self._row(spec.section, spec.key, self._control(spec))
+                for spec in specs:
+                    value = doc.get(spec.section, spec.key) if doc else spec.default
+                    yield from self._row(spec.section, spec.key, self._control(spec, value))
 
-    def _row(self, section: str | None, key: str, control: Any) -> ComposeResult:
-        fid = field_id(section or "top", key)
-        label = Label(key, classes="form-key", id=f"label-{fid}")
+    @property
+    def ready(self) -> bool:
+        """Every section's rows are mounted (the lazy ones follow the first paint)."""
+        return len(self.query(FormGroup)) == len({s.section for s in self.specs.values()})
+
+    def _row(self, section: str, key: str, control: Any) -> ComposeResult:
+        label = Label(key, classes="form-key", id=f"label-{field_id(section, key)}")
         label.tooltip = control.tooltip
-        yield Horizontal(label, control, classes="form-row")
-        yield Static("", classes="field-error hidden", id=f"error-{fid}", markup=False)
+        if self.doc is not None and section != "top" and not self.doc.is_set_here(section, key):
+            label.add_class("inherited")
+        yield label
+        yield control
 
-    def _control(self, spec: FieldSpec) -> Any:
+    def _control(self, spec: FieldSpec, value: Any) -> Any:
         fid = field_id(spec.section, spec.key)
         tip = _tooltip(spec)
         if spec.section == "cloud" and spec.key in CATALOG_KEYS:
-            return Select([], id=fid, compact=True, allow_blank=True, tooltip=tip, type_to_search=True)
+            return Select([(to_text(value), value)], value=value, id=fid, compact=True, allow_blank=False,
+                          tooltip=tip)
         if spec.type is bool:
-            return Checkbox(id=fid, compact=True, tooltip=tip)
+            return Checkbox(value=bool(value), id=fid, compact=True, tooltip=tip)
         if spec.choices:
-            return Select([(c, c) for c in spec.choices], id=fid, compact=True, allow_blank=False, tooltip=tip)
-        return Input(id=fid, compact=True, tooltip=tip)
+            return Select([(c, c) for c in spec.choices], value=value, id=fid, compact=True, allow_blank=False,
+                          tooltip=tip)
+        return Input(to_text(value), id=fid, compact=True, tooltip=tip)
 
     # -- filling from a document -------------------------------------------------------------------------
 
@@ -128,6 +167,7 @@ class PresetForm(VerticalScroll):
             elif not (section == "cloud" and key in CATALOG_KEYS):
                 widget.value = value
             self._show_error(section, key, "")
+        self._show_error("top", "description", "")
         self.sync_catalog(fix=False)
         self._mark_inherited()
 
@@ -139,18 +179,23 @@ class PresetForm(VerticalScroll):
             label.set_class(not self.doc.is_set_here(section, key), "inherited")
 
     def _show_error(self, section: str | None, key: str, message: str) -> None:
-        box = self.query_one(f"#error-{field_id(section or 'top', key)}", Static)
-        box.update(message)
-        box.set_class(not message, "hidden")
-        self.query_one(f"#{field_id(section or 'top', key)}").set_class(bool(message), "invalid")
+        fid = field_id(section or "top", key)
+        control = self.query_one(f"#{fid}")
+        control.set_class(bool(message), "invalid")
+        had = fid in self.messages
+        if message:
+            self.messages[fid] = message
+            if had:
+                self.query_one(f"#error-{fid}", Static).update(message)
+            else:
+                self.mount(Static(message, classes="field-error", id=f"error-{fid}", markup=False), after=control)
+        elif had:
+            del self.messages[fid]
+            self.query_one(f"#error-{fid}", Static).remove()
 
     def errors(self) -> dict[str, str]:
         """Rows showing an error: 'section.key' -> message."""
-        out = {}
-        for box in self.query(".field-error"):
-            if not box.has_class("hidden") and box.id:
-                out[box.id.removeprefix("error-").replace("--", ".")] = str(box.render())
-        return out
+        return {fid.replace("--", "."): message for fid, message in self.messages.items()}
 
     # -- catalog-driven selects -------------------------------------------------------------------------
 

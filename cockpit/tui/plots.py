@@ -6,6 +6,7 @@ stay stable. Epochs of both phases share one x axis (1, 2, ... across phase 1 th
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from textual.app import ComposeResult
@@ -52,18 +53,29 @@ def _ticks(xs: list[int], most: int = 6) -> list[int]:
     return list(range(lo, hi + 1, step))
 
 
+MAX_POINTS = 300  # more than a plot's width in braille dots: thinning loses nothing visible
+
+
 def _points(xs: list[int], ys: list[float | None]) -> tuple[list[int], list[float]]:
     pairs = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    if len(pairs) > MAX_POINTS:  # plotext's cost grows with points; a long run's curve is thinned
+        step = -(-len(pairs) // MAX_POINTS)
+        pairs = pairs[::step] + ([pairs[-1]] if (len(pairs) - 1) % step else [])
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 class MetricPlots(Vertical):
-    """Three stacked plots fed with `add(event)`; redraws at most once per `flush()`."""
+    """Three stacked plots fed with `add(event)`; redraws on `flush()`, at most every REDRAW_S seconds
+    (a plotext redraw costs milliseconds; a fast stream must not pay it per batch)."""
+
+    REDRAW_S = 0.5
 
     def __init__(self, *, id: str | None = None, classes: str | None = None):
         super().__init__(id=id, classes=classes)
         self.curves = Curves()
         self._stale = True
+        self._drawn = float("-inf")
+        self._pending = None
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="plot-loss")
@@ -71,21 +83,29 @@ class MetricPlots(Vertical):
         yield PlotextPlot(id="plot-lr")
 
     def on_mount(self) -> None:
-        self.flush()
+        self.flush(force=True)
 
     def reset(self) -> None:
         self.curves = Curves()
         self._stale = True
-        self.flush()
+        self.flush(force=True)
 
     def add(self, ev: MetricEvent) -> None:
         if self.curves.add(ev):
             self._stale = True
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         if not self._stale:
             return
-        self._stale = False
+        now = time.monotonic()
+        if not force and now - self._drawn < self.REDRAW_S:
+            if self._pending is None:  # draw the latest points once the interval has passed
+                self._pending = self.set_timer(self.REDRAW_S, lambda: self.flush(force=True))
+            return
+        if self._pending is not None:
+            self._pending.stop()
+            self._pending = None
+        self._stale, self._drawn = False, now
         c = self.curves
         loss = self.query_one("#plot-loss", PlotextPlot)
         plt = loss.plt
@@ -114,6 +134,7 @@ class MetricPlots(Vertical):
         plt.clear_figure()
         plt.title("learning rate")
         if c.lr:
-            plt.plot(c.lr_steps, c.lr, marker="braille", color="yellow")
+            xs, vs = _points(c.lr_steps, c.lr)
+            plt.plot(xs, vs, marker="braille", color="yellow")
             plt.xticks(_ticks(c.lr_steps, 4))
         lr.refresh()

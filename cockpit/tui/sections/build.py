@@ -13,7 +13,7 @@ from textual.widgets import Label, Static
 
 from cockpit.backend import LogLine
 from cockpit.errors import CockpitError
-from cockpit.tui.logview import LineFeed, LogView, drain_into
+from cockpit.tui.logview import DRAIN_EVERY_S, LineFeed, LogView, drain_into
 from cockpit.tui.paths import short_paths
 from cockpit.tui.sections import Section
 
@@ -49,7 +49,7 @@ class BuildSection(Section):
         yield LogView(max_lines=50_000, id="build-log")
 
     def on_mount(self) -> None:
-        self.set_interval(0.1, self._drain)
+        self.set_interval(DRAIN_EVERY_S, self._drain)
         self.set_interval(0.5, self._show_state)
 
     def show_target(self) -> None:

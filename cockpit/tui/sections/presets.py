@@ -48,7 +48,7 @@ class PresetsSection(Section):
                          id="preset-picker", compact=True, allow_blank=False, tooltip="Preset files in ./presets")
             yield Label("", id="preset-dirty")
         with Horizontal(id="preset-body"):
-            yield PresetForm(app.catalog, id="preset-form")  # type: ignore[attr-defined]
+            yield PresetForm(app.catalog, doc, id="preset-form")  # type: ignore[attr-defined]
             with Vertical(id="preset-side"):
                 yield Label("cost estimate", classes="panel-title")
                 yield CostPanel("estimating...", id="preset-cost")
@@ -60,7 +60,7 @@ class PresetsSection(Section):
         return self.query_one("#preset-form", PresetForm)
 
     def show_document(self) -> None:
-        """Fill the picker and the form from the app's current document."""
+        """Fill the picker and the form from the app's current document (after opening another one)."""
         doc = self.app.doc  # type: ignore[attr-defined]
         picker = self.query_one("#preset-picker", Select)
         files = preset_files(doc.path)

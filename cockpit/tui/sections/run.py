@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from cockpit.backend import JobInfo, LogLine, MetricEvent, parse_metric
 from cockpit.tui.dialogs import ConfirmDialog
-from cockpit.tui.logview import LineFeed, LogView, drain_into
+from cockpit.tui.logview import DRAIN_EVERY_S, LineFeed, LogView, drain_into
 from cockpit.tui.plots import MetricPlots
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.build import clock
@@ -48,7 +48,7 @@ class RunSection(Section):
             yield MetricPlots(id="run-plots")
 
     def on_mount(self) -> None:
-        self.set_interval(0.1, self._drain)
+        self.set_interval(DRAIN_EVERY_S, self._drain)
         self.set_interval(1.0, self.show_status)
 
     @property
