@@ -87,11 +87,11 @@ def load(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 def candidates(checkpoint_dir: str) -> list[str]:
-    """Resumable checkpoints in a dir, newest first: last.pth, then step and epoch checkpoints."""
-    try:
-        names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
-    except (storage.StorageError, FileNotFoundError):
-        return []
+    """Resumable checkpoints in a dir, newest first: last.pth, then step and epoch checkpoints.
+
+    A missing dir lists as []. Any other listing failure (missing bucket, permission, GCS giving up
+    after retries) is raised: starting fresh would overwrite the run's last.pth with step 0."""
+    names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
     ordered = []
     if "last.pth" in names:
         ordered.append("last.pth")

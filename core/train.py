@@ -126,6 +126,7 @@ class Trainer:
         self.preemption = PreemptionHandler()
         self.pos = Position()
         self.history: list[dict] = []
+        self.tb = None  # set in setup(); run()'s cleanup reads it even when setup fails early
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -150,6 +151,7 @@ class Trainer:
         self.out_dir = o.dir
         self.ckpt_dir, self.model_dir, self.tb_dir = storage.resolve_output_dirs(
             o.dir, o.checkpoint_dir, o.model_dir, o.tensorboard_dir)
+        self._check_output_buckets()
         # Logs and reports are written locally, then copied when the run dir is gs://.
         self.local_run_dir = Path(tempfile.mkdtemp(prefix="psa-run-")) if storage.is_gcs(o.dir) else Path(o.dir)
         if self.is_main:
@@ -175,6 +177,15 @@ class Trainer:
             batch_size=cfg.training.batch_size, grad_accum_steps=cfg.training.grad_accum_steps,
             output_dir=self.out_dir, checkpoint_dir=self.ckpt_dir, model_dir=self.model_dir,
             config=cfg.to_dict())
+
+    def _check_output_buckets(self) -> None:
+        """A missing gs:// output bucket fails now, on every rank, not at the first checkpoint an epoch in."""
+        for what, path in (("output dir", self.out_dir), ("checkpoint dir", self.ckpt_dir),
+                           ("model dir", self.model_dir)):
+            if storage.is_gcs(path):
+                bucket = "gs://" + storage.split_gcs(path)[0]
+                if not storage.exists(bucket):
+                    raise storage.StorageError(f"{path}: bucket {bucket} not found (the {what})")
 
     def _precision_name(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
@@ -243,7 +254,7 @@ class Trainer:
         except Preempted:
             return EXIT_PREEMPTED
         except BAD_INPUT as exc:
-            self.events.emit("error", str(exc), severity="ERROR")  # lands in training.log and Cloud Logging
+            self.events.emit("error", one_line(exc), severity="ERROR")  # lands in training.log and Cloud Logging
             raise
         finally:
             self.preemption.uninstall()
@@ -654,6 +665,18 @@ def _json(obj) -> str:
     return json.dumps(obj, indent=2)
 
 
+def one_line(exc: BaseException) -> str:
+    """The error's own message. One re-raised from a DataLoader worker (e.g. an ImageError with
+    data.cache off and num_workers > 0) carries the worker's traceback in its message; the last line of
+    that is the original `module.Type: message`."""
+    text = str(exc).strip()
+    if "\n" not in text:
+        return text
+    last = text.splitlines()[-1]
+    head, sep, message = last.partition(": ")
+    return message if sep and head.rsplit(".", 1)[-1] == type(exc).__name__ else last
+
+
 BAD_INPUT = (ConfigError, SplitsError, ImageError, CheckpointError, storage.StorageError, TrainingError)
 
 
@@ -667,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     except BAD_INPUT as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
