@@ -1,0 +1,80 @@
+"""The benchmark scripts run end to end in their tiny `--quick` mode and print their tables.
+
+They measure nothing at these sizes; the point is that `make bench` does not rot as core changes.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_loop  # noqa: E402
+import bench_local_preset  # noqa: E402
+
+
+def _run(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PSA_CACHE_DIR": str(tmp_path / "cache"),
+           "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_run_all_quick_prints_loop_data_and_startup_sections(tmp_path):
+    data_dir = tmp_path / "bench"
+    proc = _run("run_all.py", "--quick", "--startup-runs", "1", "--data-dir", str(data_dir), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for heading in ("## Summary", "## Training loop (1-3)", "## Data pipeline (4)", "## Cockpit start-up (5)"):
+        assert heading in out
+    for row in ("| bare ", "| core ", "| lightning ", "| cached w0 ", "| cold w1 ", "core / bare"):
+        assert row in out
+    assert (data_dir.parent / "bench-quick" / "splits.json").exists()  # the set --quick generated
+
+
+@pytest.mark.slow
+def test_local_preset_quick_reports_test_metrics(tmp_path):
+    proc = _run("bench_local_preset.py", "--quick", "--set", f"data.splits={tmp_path}/cards/splits.json",
+                "--set", f"data.cache_dir={tmp_path}/cache", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, _, row = proc.stdout.strip().splitlines()[-3:]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["preset"] == "local" and cells["epochs"] == "2"
+    assert 0.0 <= float(cells["exact"]) <= float(cells["within one"]) <= 1.0
+    float(cells["test QWK"]), float(cells["MAE"]), float(cells["samples/s ph2"])
+
+
+def test_local_preset_bad_override_fails_with_one_line(tmp_path):
+    proc = _run("bench_local_preset.py", "--set", "training.batch_size=zero", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("bench_local_preset: ") and "training.batch_size" in proc.stderr
+
+
+def test_summarise_reads_epoch_and_done_lines():
+    lines = "\n".join([
+        'not json', '{"event":"epoch","phase":1,"samples_per_s":10.0,"epoch_time_s":2.0,"data_time_s":0.5}',
+        '{"event":"epoch","phase":2,"samples_per_s":20.0,"epoch_time_s":3.0,"data_time_s":0.25}',
+        '{"event":"epoch","phase":2,"samples_per_s":40.0,"epoch_time_s":3.0,"data_time_s":0.25}',
+        '{"event":"done","test_qwk":0.9,"test_mae":0.4,"test_acc":0.5,"test_within_one":0.95}'])
+    s = bench_local_preset.summarise(bench_local_preset.parse_events(lines), wall_s=12.0)
+    assert s["samples_per_s"] == {1: 10.0, 2: 30.0}
+    assert (s["train_s"], s["data_s"], s["epochs"]) == (8.0, 1.0, 3)
+    assert (s["test_qwk"], s["test_within_one"]) == (0.9, 0.95)
+
+
+@pytest.mark.parametrize("name, precision, peak", [
+    ("NVIDIA H100 PCIe", "bf16", 756.0), ("NVIDIA H100 80GB HBM3", "bf16", 989.0),
+    ("NVIDIA H200", "fp32", 67.0), ("Tesla T4", "bf16", None), ("NVIDIA A100-SXM4-40GB", "fp16", 312.0),
+    ("Some Future GPU", "bf16", None)])
+def test_peak_tflops_picks_the_most_specific_gpu_name(name, precision, peak):
+    assert bench_loop.peak_tflops(name, precision) == peak
+
+
+def test_format_table_pads_columns_into_markdown():
+    table = bench_loop.format_table(["loop", "samples/s"], [["bare", "79.1"], ["lightning", "8"]])
+    assert table.splitlines() == ["| loop      | samples/s |", "|-----------|-----------|",
+                                  "| bare      | 79.1      |", "| lightning | 8         |"]
