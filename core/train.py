@@ -156,7 +156,12 @@ class Trainer:
         self.local_run_dir = Path(tempfile.mkdtemp(prefix="psa-run-")) if storage.is_gcs(o.dir) else Path(o.dir)
         if self.is_main:
             self.local_run_dir.mkdir(parents=True, exist_ok=True)
-            self.events.open_log(str(self.local_run_dir / "training.log"))
+            log = self.local_run_dir / "training.log"
+            remote_log = storage.join(o.dir, "training.log")
+            if storage.is_gcs(o.dir) and storage.exists(remote_log):
+                # A restarted (preempted) job appends to the earlier attempts' log, as a local run does.
+                log.write_bytes(storage.read_bytes(remote_log))
+            self.events.open_log(str(log))
             (self.local_run_dir / "config.toml").write_text(config_to_toml(cfg), encoding="utf-8")
             self._publish_run_files()
 

@@ -56,6 +56,10 @@ def _parse(line: str) -> dict | None:
         return None
 
 
+def metric_lines(text: str) -> list[dict]:
+    return [p for p in map(_parse, text.splitlines()) if p is not None]
+
+
 def run_trainer(args: list[str], tmp: Path, *, signal_at_step: int | None = None,
                 sig: int = signal.SIGTERM, env: dict | None = None, timeout: float = 600,
                 cmd: list[str] | None = None) -> Run:
