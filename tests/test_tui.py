@@ -1,8 +1,6 @@
 """Pilot tests of the cockpit TUI (App.run_test) against the real engine and the fakes in tests/fakes."""
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 import sys
 import time
@@ -18,7 +16,7 @@ from cockpit.tui.app import CockpitApp
 from cockpit.tui.backends import Backends
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen
 from cockpit.tui.logview import LogView
-from textual.widgets import Checkbox, DataTable, Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 pytestmark = pytest.mark.asyncio
 REPO = Path(__file__).resolve().parent.parent
