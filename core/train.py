@@ -446,11 +446,20 @@ class Trainer:
                 self._on_preempt(ctx)
             t_data = time.perf_counter()
         bar.close()
+        self._sync_buffers()
         elapsed = time.perf_counter() - t0
         ctx.last_train_loss = self._check_finite(loss_sum / max(loss_count, 1), ctx) if loss_count else math.nan
         ctx.last_samples_per_s = samples * self.denv.world_size / max(elapsed, 1e-9)
         ctx.last_data_time = data_time
         ctx.last_epoch_time = elapsed
+
+    def _sync_buffers(self) -> None:
+        """Rank 0's BatchNorm statistics on every rank. DDP broadcasts them at the start of each forward,
+        so after an epoch's last forward each rank holds the statistics of its own last batch: each would
+        evaluate its shard with a different model, none of them the one rank 0 saves."""
+        if self.denv.world_size > 1:
+            for buf in self.model.buffers():
+                torch.distributed.broadcast(buf, src=0)
 
     def _loss(self, ctx, batch: dict, batch_index: int) -> torch.Tensor:
         inputs = self._images(batch, ctx.sides, train=True, batch_index=batch_index, phase=ctx.phase)

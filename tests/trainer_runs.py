@@ -62,8 +62,9 @@ def metric_lines(text: str) -> list[dict]:
 
 def run_trainer(args: list[str], tmp: Path, *, signal_at_step: int | None = None,
                 sig: int = signal.SIGTERM, env: dict | None = None, timeout: float = 600,
-                cmd: list[str] | None = None) -> Run:
-    """Run the trainer to the end; with signal_at_step, send `sig` once a step line reaches that step."""
+                cmd: list[str] | None = None, signal_pid=None) -> Run:
+    """Run the trainer to the end; with signal_at_step, send `sig` once a step line reaches that step
+    (to the child, or to the pid that `signal_pid()` names, e.g. one worker under torchrun)."""
     tmp.mkdir(parents=True, exist_ok=True)
     err_path = tmp / f"stderr-{time.monotonic_ns()}.txt"
     lines: list[dict] = []
@@ -80,7 +81,10 @@ def run_trainer(args: list[str], tmp: Path, *, signal_at_step: int | None = None
                 lines.append(parsed)
                 if (signal_at_step is not None and sent_at is None and parsed.get("event") == "step"
                         and parsed["step"] >= signal_at_step):
-                    proc.send_signal(sig)
+                    if signal_pid is None:
+                        proc.send_signal(sig)
+                    else:
+                        os.kill(signal_pid(), sig)
                     sent_at = parsed["step"]
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"trainer still running after {timeout:.0f} s")
