@@ -19,6 +19,19 @@ def batch_generator(seed: int, phase: int, epoch: int, batch_index: int, device:
     return g
 
 
+_KERNELS: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _blur_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 3x3 binomial kernel for a depthwise conv, made once per device: a fresh host->GPU copy per
+    batch would wait for the queued kernels (a host sync)."""
+    if (device, dtype) not in _KERNELS:
+        k = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+        k = (k[:, None] * k[None, :]) / 16.0
+        _KERNELS[(device, dtype)] = k.expand(3, 1, 3, 3).contiguous().to(device, dtype)
+    return _KERNELS[(device, dtype)]
+
+
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
@@ -38,11 +51,17 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
     gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
     x = (x - gray) * sat + gray
     # Light blur on about a fifth of the batch (scanner focus).
-    blur = (torch.rand(n, generator=g, device=device) < 0.2 * s).view(n, 1, 1, 1)
-    kernel = torch.tensor([1.0, 2.0, 1.0], device=device)
-    kernel = (kernel[:, None] * kernel[None, :]) / 16.0
-    blurred = F.conv2d(x, kernel.expand(3, 1, 3, 3).to(x.dtype), padding=1, groups=3)
-    x = torch.where(blur, blurred, x)
+    blur = torch.rand(n, generator=g, device=device) < 0.2 * s
+    kernel = _blur_kernel(device, x.dtype)
+    if device.type == "cpu":
+        # Blur only the chosen images: the depthwise conv is the costliest op here on a CPU, and
+        # finding the chosen ones (nonzero) costs nothing without a device to wait for.
+        chosen = blur.nonzero().squeeze(1)
+        if chosen.numel():
+            x = x.index_copy(0, chosen, F.conv2d(x.index_select(0, chosen), kernel, padding=1, groups=3))
+    else:
+        # On a GPU the conv over the whole batch is cheap, and nonzero() would be a host sync.
+        x = torch.where(blur.view(n, 1, 1, 1), F.conv2d(x, kernel, padding=1, groups=3), x)
     # Small rotation of the whole card; padding shows the grey "scanner" background.
     if max_degrees > 0:
         angle = _uniform(n, -max_degrees * s, max_degrees * s, g, device) * math.pi / 180.0
