@@ -105,6 +105,19 @@ def candidates(checkpoint_dir: str) -> list[str]:
     return [storage.join(checkpoint_dir, n) for n in ordered]
 
 
+def remove_stale_temp_files(checkpoint_dir: str) -> list[str]:
+    """Delete temp files a killed writer left behind (each can be as big as a checkpoint).
+
+    Only the local case: on gs:// the temp objects are named uniquely and core.storage deletes them
+    itself, and listing never shows them. Call it before any writer of this run starts."""
+    if storage.is_gcs(checkpoint_dir) or not os.path.isdir(checkpoint_dir):
+        return []
+    stale = [p for p in Path(checkpoint_dir).glob(".*.pth.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return [str(p) for p in stale]
+
+
 def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
     """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
     best: tuple[str, dict] | None = None

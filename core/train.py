@@ -248,6 +248,9 @@ class Trainer:
         self.preemption.install()
         try:
             self.setup()
+            if self.is_main:
+                for path in checkpoint.remove_stale_temp_files(self.ckpt_dir):
+                    self.events.emit("info", f"removed {path}: left by an interrupted checkpoint write")
             self._maybe_resume()
             if self.pos.phase == 1 and self.cfg.training.phase1_epochs > 0:
                 self.train_phase(1)
