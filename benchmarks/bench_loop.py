@@ -2,13 +2,15 @@
 
 All three train the same DualBranchGrader (phase 2: both branches) with the same batch, image size,
 precision, loss (core.losses.grading_loss), gradient clipping and AdamW, in one process, alternating
-(bare, core, lightning, bare, core, ...) so that load from other processes hits them alike:
+(bare core lightning, then core lightning bare, ...: rotated each repeat) so that load from other
+processes hits them alike; medians over the repeats. Each rate is given per wall second and per CPU
+second of this process.
   bare       forward + loss + backward + clip + AdamW on batches preloaded on the device (uint8,
              normalised on the device like the trainer does): the most any loop can reach.
-  core       core.train.Trainer.train_phase(2) on real JPEG cards from disk through the warm uint8 cache;
-             samples/s is the trainer's own `epoch` metric (samples_per_s).
-  lightning  lightning.Trainer.fit on the same cached CardDataset; timed from epoch start to the last
-             batch's end, like the trainer's number.
+  core       core.train.Trainer.train_epoch (phase 2) on real JPEG cards from disk through the warm uint8
+             cache: its DataLoader, on-device normalisation, AMP, clipping, LR schedule, bookkeeping.
+  lightning  lightning.Trainer.fit on the same cached CardDataset (same loss, clipping, AdamW, cosine
+             schedule); timed from its epoch start to its epoch end.
   core+aug   (optional) the core loop with data.augment on, the presets' default: the price of
              augmentation, shown for information (the targets compare like with like).
 
@@ -49,6 +51,9 @@ PEAK_TFLOPS = (  # (name fragment, {precision: TFLOP/s}); the first match wins, 
 )
 
 
+CUDA_STEPS, CUDA_CARDS = 40, 1700
+
+
 @dataclass
 class Setup:
     backbone: str = "mobilenet_v3_small"
@@ -78,11 +83,13 @@ def parse_args(argv: list[str] | None = None) -> Setup:
     p.add_argument("--image-size", default=f"{d.width}x{d.height}", help="WIDTHxHEIGHT (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "fp16"))
-    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per measurement")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"optimizer steps per measurement (default {d.steps} on CPU, {CUDA_STEPS} on CUDA)")
     p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--cards", type=int, default=d.cards)
+    p.add_argument("--cards", type=int, default=None,
+                   help=f"synthetic cards, 80%% train (default {d.cards} on CPU, {CUDA_CARDS} on CUDA)")
     p.add_argument("--data-dir", default=d.data_dir, help="synthetic set and cache (generated once)")
     p.add_argument("--device", default=d.device, choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=d.threads)
@@ -96,7 +103,10 @@ def parse_args(argv: list[str] | None = None) -> Setup:
         w, h = (int(v) for v in a.image_size.lower().split("x"))
     except ValueError:
         p.error(f"--image-size {a.image_size!r}: expected WIDTHxHEIGHT, e.g. 128x176")
-    s = Setup(a.backbone, w, h, a.batch_size, a.precision, a.steps, a.warmup, a.repeats, a.workers, a.cards,
+    cuda = a.device == "cuda"  # GPU steps take milliseconds: measure more of them
+    steps = a.steps if a.steps is not None else (CUDA_STEPS if cuda else d.steps)
+    cards = a.cards if a.cards is not None else (CUDA_CARDS if cuda else d.cards)
+    s = Setup(a.backbone, w, h, a.batch_size, a.precision, steps, a.warmup, a.repeats, a.workers, cards,
               a.data_dir, a.device, a.threads, a.compile, a.augment_row, a.lightning, json_path=a.json_path)
     if a.quick:
         s = quick(s)
@@ -361,12 +371,11 @@ class _EpochTimer:
                 self.t0, self.c0 = time.perf_counter(), time.process_time()
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                if str(pl_module.device).startswith("cuda"):
-                    import torch
-
-                    torch.cuda.synchronize()
-                self.t1, self.c1 = time.perf_counter(), time.process_time()
                 self.samples += len(batch["grade"])
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                sync(pl_module.device)  # once, like the core and bare timings: no per-step sync
+                self.t1, self.c1 = time.perf_counter(), time.process_time()
 
         return Timer()
 
@@ -460,8 +469,10 @@ def run(s: Setup, log=print) -> dict:
 
     if s.threads:
         torch.set_num_threads(s.threads)
-    if s.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible to torch")
+    if s.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is visible to torch")
+        torch.backends.cudnn.benchmark = True  # as the Trainer sets it, for every loop alike
     warnings.filterwarnings("ignore")  # Lightning's advice about workers and loggers is not the result
     load_before = os.getloadavg()
     t_start = time.perf_counter()
@@ -483,7 +494,9 @@ def run(s: Setup, log=print) -> dict:
     cpu: dict[str, list[float]] = {loop.name: [] for loop in loops}
     util: dict[str, list[float]] = {loop.name: [] for loop in loops}
     for r in range(s.repeats):
-        for loop in loops:  # alternating: A B C A B C ...
+        # Alternating, and rotated each repeat (A B C, B C A, C A B, ...) so that no loop always runs
+        # right after the same neighbour: a slow or a warm slot then falls on each of them in turn.
+        for loop in loops[r % len(loops):] + loops[:r % len(loops)]:
             with UtilSampler(s.device == "cuda") as sampler:
                 w, c = loop.measure()
             wall[loop.name].append(w)

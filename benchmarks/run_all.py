@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="mobilenet_v3_small")
     p.add_argument("--data-dir", default="data/bench", help="synthetic set and uint8 cache (generated once)")
     p.add_argument("--repeats", type=int, default=0, help="loop repeats (default: bench_loop's)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for the loops (0 = torch's default)")
     p.add_argument("--startup-runs", type=int, default=5, help="runs of `psa-cockpit --help` (median)")
     p.add_argument("--with-local-preset", action="store_true", help="also run the whole local preset")
     p.add_argument("--json", dest="json_path", default="", help="also write every result as JSON here")
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     loop_setup = bench_loop.parse_args((["--quick"] if a.quick else []) + ["--device", a.device,
                                                                           "--backbone", a.backbone,
-                                                                          "--data-dir", a.data_dir])
+                                                                          "--data-dir", a.data_dir,
+                                                                          "--threads", str(a.threads)])
     if a.repeats:
         loop_setup = replace(loop_setup, repeats=a.repeats)
     loop = bench_loop.run(loop_setup, log=log)
