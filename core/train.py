@@ -41,6 +41,7 @@ from core.schedulers import get_scheduler
 from core.train_args import build_parser, config_from_args
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
+PREEMPT_CHECK_EVERY = 5  # optimizer steps between the ranks' preemption agreements (multi-process only)
 
 
 class TrainingError(RuntimeError):
@@ -126,6 +127,7 @@ class Trainer:
         self.preemption = PreemptionHandler()
         self.pos = Position()
         self.history: list[dict] = []
+        self._last_save_s = 0.0
         self.tb = None  # set in setup(); run()'s cleanup reads it even when setup fails early
 
     # ------------------------------------------------------------------------------------------ setup
@@ -348,6 +350,8 @@ class Trainer:
                                                f"{stopper.best_epoch}", phase=phase, epoch=self.pos.epoch,
                                  best=stopper.best, best_epoch=stopper.best_epoch)
             self.pos = Position(phase, self.pos.epoch + 1, 0, self.pos.global_step, self.pos.phase_step)
+            if self._preempt_requested(epoch_end=True):
+                self._report_preempted(ctx, self._last_save_s)  # last.pth was just written for this point
         stopped_early = stopper.should_stop
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
         best = checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
@@ -495,11 +499,19 @@ class Trainer:
         return v
 
     # ----------------------------------------------------------------------------------- preemption
-    def _preempt_requested(self) -> bool:
+    def _preempt_requested(self, epoch_end: bool = False) -> bool:
+        if self.denv.world_size == 1:
+            return self.preemption.requested
+        # Ranks must agree, which costs an all-reduce and a host sync: do it every few steps only (the
+        # same steps on every rank) and at every epoch end, still far inside the ~30 s a Spot VM gets.
+        if not epoch_end and self.pos.global_step % PREEMPT_CHECK_EVERY:
+            return False
         return distributed.any_rank_true(self.preemption.requested)
 
     def _on_preempt(self, ctx) -> None:
-        seconds = self._save_training_state(ctx, "last.pth")
+        self._report_preempted(ctx, self._save_training_state(ctx, "last.pth"))
+
+    def _report_preempted(self, ctx, seconds: float) -> None:
         since = self.preemption.seconds_since_signal()
         self.events.emit("preempted", f"signal received: saved {self.ckpt_dir}/last.pth "
                                       f"{since:.2f}s after the signal; resume with --resume auto",
@@ -510,17 +522,23 @@ class Trainer:
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
+    def _eval_loader(self, split: str, sides) -> DataLoader:
+        """One loader per (split, sides), kept: persistent workers are not restarted every epoch."""
+        cache = self.__dict__.setdefault("_eval_loaders", {})
+        if (split, sides) not in cache:
+            dataset = self.datasets[split][sides]
+            sampler = ListSampler()
+            sampler.indices = list(range(self.denv.rank, len(dataset), self.denv.world_size))
+            cache[split, sides] = self._loader(dataset, sampler, self.cfg.training.batch_size, drop_last=False)
+        return cache[split, sides]
+
     @torch.no_grad()
     def evaluate(self, split: str, sides) -> dict:
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
         net = self.model
         net.eval()
-        dataset = self.datasets[split][sides]
-        shard = list(range(self.denv.rank, len(dataset), self.denv.world_size))
-        sampler = ListSampler()
-        sampler.indices = shard
-        loader = self._loader(dataset, sampler, self.cfg.training.batch_size, drop_last=False)
+        loader = self._eval_loader(split, sides)
         confusion = torch.zeros(10, 10, dtype=torch.float64, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for batch in loader:
@@ -581,7 +599,9 @@ class Trainer:
         saved_pos = self.pos
         self.pos = next_pos
         for name in names:
-            self._save_training_state(ctx, name)
+            seconds = self._save_training_state(ctx, name)
+            if name == "last.pth":
+                self._last_save_s = seconds
         self.pos = saved_pos
         if self.is_main:
             checkpoint.prune(self.ckpt_dir, self.cfg.output.keep_last)
