@@ -42,6 +42,13 @@ def human_line(event: str, message: str, severity: str, fields: dict) -> str:
         keys = ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s")
         parts = "  ".join(f"{k} {_fmt(fields[k])}" for k in keys if fields.get(k) is not None)
         return f"phase {fields.get('phase')} epoch {fields.get('epoch')}/{fields.get('epochs', '?')}  {parts}"
+    if event == "start" and isinstance(fields.get("config"), dict):
+        # The effective config, one line per section (config.toml beside the outputs has it in full).
+        lines = [message]
+        for section, values in fields["config"].items():
+            if isinstance(values, dict) and section != "cloud":
+                lines.append(f"  [{section}] " + ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
+        return "\n".join(lines)
     prefix = "" if severity in ("INFO", "DEFAULT") else f"{severity.lower()}: "
     return prefix + message
 
