@@ -10,6 +10,7 @@ Checkpoints carry everything needed to continue mid-epoch with the same result (
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -204,15 +205,17 @@ class Trainer:
 
     def _load_data(self):
         cfg = self.cfg.data
-        if cfg.synthetic and not storage.exists(cfg.splits):
+        stale = cfg.synthetic and self._synthetic_set_differs()
+        if cfg.synthetic and (stale or not storage.exists(cfg.splits)):
             if storage.is_gcs(cfg.splits):
                 raise ConfigError(f"data.splits = {cfg.splits!r}: synthetic data is generated locally only; "
                                   f"point data.splits at a local path or upload the set")
             if self.is_main:
                 from core.synth import generate
 
+                why = f" (the set there was made with other settings: {stale})" if stale else ""
                 self.events.emit("info", f"generating {cfg.synthetic_n} synthetic cards in "
-                                         f"{Path(cfg.splits).parent} (seed {cfg.synthetic_seed})")
+                                         f"{Path(cfg.splits).parent} (seed {cfg.synthetic_seed}){why}")
                 generate(Path(cfg.splits).parent, cfg.synthetic_n, cfg.synthetic_seed,
                          size=tuple(cfg.synthetic_size))
             distributed.barrier()
@@ -233,6 +236,21 @@ class Trainer:
             self.datasets[name] = {sides: CardDataset(records, size, sides, cache, cfg.cache_dir)
                                    for sides in (("back",), ("front", "back"))}
         return splits
+
+    def _synthetic_set_differs(self) -> str:
+        """Describe how an existing generated set differs from the preset ('' if it matches, is missing,
+        or is not ours). Only sets the generator wrote (they carry a "synthetic" block) are ever replaced."""
+        cfg = self.cfg.data
+        if storage.is_gcs(cfg.splits) or not os.path.isfile(cfg.splits):
+            return ""
+        try:
+            made = json.loads(Path(cfg.splits).read_text(encoding="utf-8")).get("synthetic")
+        except (OSError, ValueError, AttributeError):
+            return ""
+        if not isinstance(made, dict):
+            return ""
+        wanted = {"n": cfg.synthetic_n, "seed": cfg.synthetic_seed, "size": list(cfg.synthetic_size)}
+        return ", ".join(f"{k} {made.get(k)} vs {v}" for k, v in wanted.items() if made.get(k) != v)
 
     def _open_tensorboard(self):
         if not (self.tb_dir and self.is_main):
@@ -661,7 +679,7 @@ class Trainer:
                 "image_size": list(self.cfg.data.image_size), "sides": list(sides),
                 "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")},
                 "preset": self.cfg.source})
-            storage.write_text_atomic(str(self.local_run_dir / "report.json"), _json(report))
+            storage.write_text_atomic(str(self.local_run_dir / "report.json"), json.dumps(report, indent=2))
             self._publish_run_files()
             if self.events.mode == "text":
                 print(format_report(report), flush=True)
@@ -694,12 +712,6 @@ class PhaseContext:
 
 def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, indent=2)
 
 
 def one_line(exc: BaseException) -> str:

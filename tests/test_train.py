@@ -226,3 +226,17 @@ def test_fp16_on_cpu_is_refused_at_start(tmp_path, smoke_splits, capsys):
     code = main(["--preset", "smoke", "--fp16", "--set", f"data.splits={smoke_splits}",
                  "--output-dir", str(tmp_path)])
     assert code == 2 and "fp16' needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_a_generated_set_made_with_other_settings_is_regenerated(tmp_path, capsys):
+    # Changing data.synthetic_n (or seed, or size) must not silently train on the old cards.
+    splits = tmp_path / "data" / "splits.json"
+    common = ["--preset", "smoke", "--output-dir", str(tmp_path / "o"), "--set", f"data.splits={splits}",
+              "--set", "training.phase1_epochs=0", "--set", "training.phase2_epochs=1"]
+    assert main(["--log-format", "json", *common, "--set", "data.synthetic_n=60"]) == 0
+    assert len(load_splits(str(splits)).train) == 48
+    capsys.readouterr()
+    assert main(["--log-format", "json", *common, "--set", "data.synthetic_n=80"]) == 0
+    info = [l["message"] for l in metric_lines(capsys.readouterr().out) if l["event"] == "info"]
+    assert any("made with other settings: n 60 vs 80" in m for m in info)
+    assert len(load_splits(str(splits)).train) == 64
