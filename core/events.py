@@ -94,11 +94,15 @@ class ProgressBar:
     def __init__(self, total: int, label: str, enabled: bool | None = None):
         self.total, self.label = max(1, total), label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.t0 = time.perf_counter()
+        self.t0 = self._last = time.perf_counter()
 
     def update(self, done: int, extra: str = "") -> None:
         if not self.enabled:
             return
+        now = time.perf_counter()
+        if now - self._last < 0.1 and done < self.total:  # ten redraws a second are plenty
+            return
+        self._last = now
         width = 30
         filled = int(width * done / self.total)
         rate = done / max(1e-9, time.perf_counter() - self.t0)
