@@ -12,7 +12,6 @@ PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q -e '.[cockpit,gcs,test]' 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -c "import torch, torchvision, textual"   # fail here, not mid-run
 	touch $(STAMP)
