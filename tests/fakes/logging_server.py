@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +22,8 @@ import grpc
 from google.api import monitored_resource_pb2
 from google.cloud.logging_v2.types import (ListLogEntriesRequest, ListLogEntriesResponse, LogEntry,
                                            TailLogEntriesRequest, TailLogEntriesResponse)
+
+from tests.fakes.grpc_server import InProcessGrpcServer
 
 _SERVICE = "google.logging.v2.LoggingServiceV2"
 _JOB_RE = re.compile(r'resource\.labels\.job_id\s*=\s*"([^"]*)"')
@@ -62,7 +63,9 @@ class _Stored:
 
 
 @dataclass
-class FakeLogging:
+class FakeLogging(InProcessGrpcServer):
+    SERVICE = _SERVICE
+    MAX_WORKERS = 16
     project: str = "test-project"
     entries: list[_Stored] = field(default_factory=list)
     list_requests: list[ListLogEntriesRequest] = field(default_factory=list)
@@ -164,9 +167,8 @@ class FakeLogging:
                 self.active_tails -= 1
 
     # ----- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> "FakeLogging":
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        handlers = {
+    def _handlers(self) -> dict:
+        return {
             "ListLogEntries": grpc.unary_unary_rpc_method_handler(
                 self._list, request_deserializer=ListLogEntriesRequest.deserialize,
                 response_serializer=ListLogEntriesResponse.serialize),
@@ -174,19 +176,3 @@ class FakeLogging:
                 self._tail, request_deserializer=TailLogEntriesRequest.deserialize,
                 response_serializer=TailLogEntriesResponse.serialize),
         }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server, self.address = server, f"127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=0).wait()
-            self._server = None
-
-    def __enter__(self) -> "FakeLogging":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +23,8 @@ from google.cloud.aiplatform_v1 import (CancelCustomJobRequest, CreateCustomJobR
 from google.protobuf import empty_pb2
 from google.rpc import status_pb2
 
+from tests.fakes.grpc_server import InProcessGrpcServer
+
 _SERVICE = "google.cloud.aiplatform.v1.JobService"
 _LABEL_RE = re.compile(r'labels\.([A-Za-z0-9_-]+)\s*=\s*"([^"]*)"')
 _OUTCOMES = {"succeeded": JobState.JOB_STATE_SUCCEEDED, "failed": JobState.JOB_STATE_FAILED,
@@ -34,7 +35,9 @@ _TERMINAL = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.J
 
 
 @dataclass
-class FakeVertex:
+class FakeVertex(InProcessGrpcServer):
+    SERVICE = _SERVICE
+    MAX_WORKERS = 8
     logging: Any = None                   # a tests.fakes.logging_server.FakeLogging, optional
     running_gets: int = 1                 # Gets a job stays RUNNING before its outcome
     default_outcome: str = "succeeded"
@@ -151,14 +154,12 @@ class FakeVertex:
             return empty_pb2.Empty()
 
     # ----- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> "FakeVertex":
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-
+    def _handlers(self) -> dict:
         def unary(fn, req_type, serialize):
             return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=req_type.deserialize,
                                                        response_serializer=serialize)
 
-        handlers = {
+        return {
             "CreateCustomJob": unary(self._create, CreateCustomJobRequest, CustomJob.serialize),
             "GetCustomJob": unary(self._get, GetCustomJobRequest, CustomJob.serialize),
             "ListCustomJobs": unary(self._list, ListCustomJobsRequest, ListCustomJobsResponse.serialize),
@@ -166,19 +167,3 @@ class FakeVertex:
             "CancelCustomJob": unary(self._cancel, CancelCustomJobRequest,
                                      lambda m: m.SerializeToString()),
         }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server, self.address = server, f"127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop(grace=0).wait()
-            self._server = None
-
-    def __enter__(self) -> "FakeVertex":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
