@@ -13,7 +13,8 @@ def write(tmp_path, name, text):
 def test_builtin_presets_load_and_cloud_extends_local():
     local, cloud = load_preset("local"), load_preset("cloud")
     assert cloud.model.backbone == "resnet50"
-    assert cloud.data.splits == local.data.splits  # inherited, not restated
+    assert cloud.data.cache == local.data.cache and cloud.data.synthetic_n == local.data.synthetic_n  # inherited
+    assert cloud.data.splits != local.data.splits  # its own set: generated at another size
     assert cloud.training.phase2_epochs == 30 and cloud.training.lr_phase2 == 3e-4
     assert cloud.output.resume == "auto"
 

@@ -108,8 +108,6 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(reference, s
     assert resumed.code == 0, resumed.stderr[-2000:]
     (warning,) = [w for w in resumed.events("warning") if "last.pth" in w["message"]]
     assert warning["severity"] == "WARNING" and "truncated" in warning["message"]
-    assert not (ckpt / killed.extra["tmp_file"]).exists()  # the resumed run cleaned the torn temp file up
-    assert any("left by an interrupted checkpoint write" in i["message"] for i in resumed.events("info"))
     (info,) = [i for i in resumed.events("info") if "resumed_from" in i]
     assert info["resumed_from"].endswith("checkpoint_epoch_2.pth")  # end of phase 2's first epoch
     assert info["global_step"] == 2 * STEPS_PER_EPOCH and info["batches_done"] == 0
