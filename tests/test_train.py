@@ -240,3 +240,46 @@ def test_a_generated_set_made_with_other_settings_is_regenerated(tmp_path, capsy
     info = [l["message"] for l in metric_lines(capsys.readouterr().out) if l["event"] == "info"]
     assert any("made with other settings: n 60 vs 80" in m for m in info)
     assert len(load_splits(str(splits)).train) == 64
+
+
+def test_evaluate_cli_prints_the_report_and_writes_json(smoke_run, smoke_splits, capsys, tmp_path):
+    from core.evaluate import main as evaluate_main
+
+    out, _ = smoke_run
+    report_path = tmp_path / "r.json"
+    assert evaluate_main(["--model", str(out / "model"), "--splits", str(smoke_splits), "--output",
+                          str(report_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "QWK" in printed.upper() and "confusion" in printed.lower()
+    report = json.loads(report_path.read_text())
+    assert report == {**json.loads((out / "report.json").read_text()), **{k: report[k] for k in
+                                                                         ("split", "splits", "model")}}
+
+
+def test_evaluate_from_a_checkpoint_matches_the_export(smoke_run, smoke_splits, capsys, tmp_path):
+    from core.evaluate import evaluate
+
+    out, _ = smoke_run
+    from_export = evaluate(str(out / "model"), None, str(smoke_splits))
+    from_ckpt = evaluate(None, str(out / "checkpoints" / "phase2_best.pth"), str(smoke_splits))
+    assert from_export["confusion"] == from_ckpt["confusion"]
+
+
+def test_predict_cli_prints_grade_distribution_edge_and_centering(smoke_run, smoke_splits, capsys):
+    from core.predict import main as predict_main
+
+    out, _ = smoke_run
+    rec = load_splits(str(smoke_splits)).test[0]
+    assert predict_main(["--model", str(out / "model"), rec.front, rec.back, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 1 <= result["grade"] <= 10
+    assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-3
+    assert 0 <= result["edge_damage"] <= 1 and len(result["centering"]["front"]) == 2
+
+
+def test_predict_on_a_missing_model_is_one_line_exit_2(tmp_path, capsys):
+    from core.predict import main as predict_main
+
+    assert predict_main(["--model", str(tmp_path / "none"), "a.jpg", "b.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
