@@ -186,7 +186,10 @@ def test_ctrl_c_during_run_cancels_the_trainer_and_exits_3(local_cli, fake_train
     import signal
     import time
 
-    driver = ("import sys; from cockpit import local_runs; "
+    # A shell starts background jobs with SIGINT ignored and children inherit that; a user at a terminal
+    # has the default handler, so the driver puts it back (else Ctrl-C would never reach it here).
+    driver = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from cockpit import local_runs; "
               f"local_runs.DEFAULT_TRAINER = {fake_trainer!r}; "
               "from cockpit.cli import main; sys.exit(main(['run', 'p.toml']))")
     env = {**os.environ, "FAKE_TRAINER_MODE": "slow", "PYTHONPATH": str(REPO)}
