@@ -11,10 +11,10 @@ import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from cockpit.backend import JobInfo, LogLine, parse_metric
-from cockpit.errors import EXIT_OK, EXIT_USAGE, CockpitError, exit_code_for_state
+from cockpit.errors import EXIT_OK, EXIT_USAGE, CockpitError, exit_code_for_state, one_line_errors
 
 EXIT_INTERRUPTED = 130  # Ctrl-C while following: the job itself keeps running
 DEFAULT_STATE_POLL_S = 15.0  # GetCustomJob while following; PSA_STATE_POLL_S overrides (tests)
@@ -108,18 +108,6 @@ def _backend_for(job_id: str, args: Any) -> Any:
     return vertex_backend(args)
 
 
-def _guard(fn: Callable[[Any], int]) -> Callable[[Any], int]:
-    """CockpitError -> one line on stderr and its exit code."""
-    def run(args: Any) -> int:
-        try:
-            return fn(args)
-        except CockpitError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return exc.exit_code
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    return run
-
-
 # ----- following a job -------------------------------------------------------------------------------------
 
 def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_poll_s: float | None = None,
@@ -154,7 +142,7 @@ def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_po
 
 # ----- commands ---------------------------------------------------------------------------------------------
 
-@_guard
+@one_line_errors
 def cmd_jobs(args: Any) -> int:
     """Table of this tool's Vertex jobs and local runs."""
     jobs: list[JobInfo] = []
@@ -171,7 +159,7 @@ def cmd_jobs(args: Any) -> int:
     return EXIT_OK
 
 
-@_guard
+@one_line_errors
 def cmd_logs(args: Any) -> int:
     """A job's logs; with --follow, live until it ends (exit code from its final state)."""
     job_id = args.job
@@ -183,7 +171,7 @@ def cmd_logs(args: Any) -> int:
     return EXIT_OK
 
 
-@_guard
+@one_line_errors
 def cmd_cancel(args: Any) -> int:
     """Ask the service to cancel a job; prints the state it reports back."""
     info = _backend_for(args.job, args).cancel(args.job)
@@ -191,7 +179,7 @@ def cmd_cancel(args: Any) -> int:
     return EXIT_OK
 
 
-@_guard
+@one_line_errors
 def cmd_pull(args: Any) -> int:
     """Download a job's exported model (default ./models/<job>)."""
     job_id = args.job

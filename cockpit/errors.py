@@ -37,3 +37,18 @@ def exit_code_for_state(state: str) -> int:
     if state in ("JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"):
         return EXIT_CANCELLED
     return EXIT_FAILED
+
+
+def one_line_errors(fn):
+    """Wrap a command `fn(args) -> exit code`: a CockpitError becomes one line on stderr and its code."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def run(args):
+        try:
+            return fn(args)
+        except CockpitError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return exc.exit_code
+    return run

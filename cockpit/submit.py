@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from cockpit.errors import EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError
+from cockpit.errors import EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError, one_line_errors
 from core.config import PRESETS_DIR
 
 REPO_ROOT = PRESETS_DIR.parent  # the docker build context: the image holds presets/ from here
@@ -47,13 +47,10 @@ class _Say:
         print(text, file=self.stream, flush=True)
 
 
+@one_line_errors
 def run_submit(args: Any) -> int:
     """The whole submit; returns the exit code (errors print one line on stderr)."""
-    try:
-        return _submit(args)
-    except CockpitError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+    return _submit(args)
 
 
 def _submit(args: Any) -> int:
