@@ -107,34 +107,24 @@ class MetricPlots(Vertical):
             self._pending = None
         self._stale, self._drawn = False, now
         c = self.curves
-        loss = self.query_one("#plot-loss", PlotextPlot)
-        plt = loss.plt
+        self._draw("#plot-loss", "loss per epoch", c.epochs,
+                   [(c.train_loss, {"label": "train"}), (c.val_loss, {"label": "val"})])
+        self._draw("#plot-qwk", "val QWK per epoch", c.epochs, [(c.val_qwk, {"color": "green"})])
+        self._draw("#plot-lr", "learning rate", c.lr_steps, [(c.lr, {"color": "yellow"})], max_ticks=4)
+
+    def _draw(self, plot_id: str, title: str, xs_all, series, max_ticks: int | None = None) -> None:
+        """Redraw one plot: each (ys, plot kwargs) in `series` against `xs_all`."""
+        widget = self.query_one(plot_id, PlotextPlot)
+        plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("loss per epoch")
-        for name, ys in (("train", c.train_loss), ("val", c.val_loss)):
-            xs, vs = _points(c.epochs, ys)
+        plt.title(title)
+        for ys, style in series:
+            xs, vs = _points(xs_all, ys)
             if xs:
-                plt.plot(xs, vs, label=name, marker="braille")
-        plt.xticks(_ticks(c.epochs))
-        loss.refresh()
-        qwk = self.query_one("#plot-qwk", PlotextPlot)
-        plt = qwk.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("val QWK per epoch")
-        xs, vs = _points(c.epochs, c.val_qwk)
-        if xs:
-            plt.plot(xs, vs, marker="braille", color="green")
-        plt.xticks(_ticks(c.epochs))
-        qwk.refresh()
-        lr = self.query_one("#plot-lr", PlotextPlot)
-        plt = lr.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("learning rate")
-        if c.lr:
-            xs, vs = _points(c.lr_steps, c.lr)
-            plt.plot(xs, vs, marker="braille", color="yellow")
-            plt.xticks(_ticks(c.lr_steps, 4))
-        lr.refresh()
+                plt.plot(xs, vs, marker="braille", **style)
+        if max_ticks is None:
+            plt.xticks(_ticks(xs_all))
+        elif xs_all:  # the step axis gets ticks only once there are steps
+            plt.xticks(_ticks(xs_all, max_ticks))
+        widget.refresh()
