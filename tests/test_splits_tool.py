@@ -176,11 +176,14 @@ def test_rare_grade_check_uses_split_fractions(tmp_path):
 
 
 # --- build: stratified, grouped split ----------------------------------------------------------
+# These tests are about the split itself; their inputs have rare grades or made-up image paths, so they
+# pass allow_problems=True. What build does when checks fail is tested under "build refuses" below.
 
 def test_every_grade_in_every_split_when_counts_allow(tmp_path):
     scans, csv_path = scans_and_csv(tmp_path, [g for g in range(1, 11) for _ in range(4)])
     out = tmp_path / "data" / "splits.json"
-    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0.1, test=0.1, seed=1)
+    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0.1, test=0.1, seed=1,
+                 allow_problems=True)
     splits = load_splits(str(out))
     for name in ("train", "val", "test"):
         assert {r.grade for r in splits.split(name)} == set(range(1, 11)), name
@@ -189,7 +192,7 @@ def test_every_grade_in_every_split_when_counts_allow(tmp_path):
 def test_no_id_in_two_splits(tmp_path):
     scans, csv_path = scans_and_csv(tmp_path, [9, 8, 10, 9, 9, 8, 7, 10, 9, 8] * 3)
     out = tmp_path / "splits.json"
-    build_splits(str(out), csv_path=str(csv_path), images=str(scans))
+    build_splits(str(out), csv_path=str(csv_path), images=str(scans), allow_problems=True)
     data = json.loads(out.read_text())
     ids = [r["id"] for name in ("train", "val", "test") for r in data[name]]
     assert len(ids) == len(set(ids)) == 30
@@ -199,7 +202,8 @@ def test_copies_of_one_id_stay_in_one_split(tmp_path):
     ids = [f"card{i // 3}" for i in range(30)]  # ten cards, three scanned copies each
     scans, csv_path = scans_and_csv(tmp_path, [9 if i % 2 else 10 for i in range(30)], ids=ids)
     out = tmp_path / "splits.json"
-    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0.2, test=0.2, seed=3)
+    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0.2, test=0.2, seed=3,
+                 allow_problems=True)
     data = json.loads(out.read_text())
     split_of: dict[str, set] = {}
     for name in ("train", "val", "test"):
@@ -212,7 +216,8 @@ def test_copies_of_one_id_stay_in_one_split(tmp_path):
 def test_split_sizes_follow_fractions(tmp_path):
     rows = ["id,front,back,grade"] + [f"c{i},a{i}.jpg,b{i}.jpg,{1 + i % 10}" for i in range(400)]
     (tmp_path / "labels.csv").write_text("\n".join(rows))
-    summary = build_splits(str(tmp_path / "s.json"), csv_path=str(tmp_path / "labels.csv"), val=0.2, test=0.1)
+    summary = build_splits(str(tmp_path / "s.json"), csv_path=str(tmp_path / "labels.csv"), val=0.2, test=0.1,
+                           allow_problems=True)
     assert summary["records"] == {"train": 280, "val": 80, "test": 40}
 
 
@@ -221,7 +226,7 @@ def test_same_seed_same_split_other_seed_differs(tmp_path):
     (tmp_path / "labels.csv").write_text("\n".join(rows))
 
     def val_ids(seed, name):
-        build_splits(str(tmp_path / name), csv_path=str(tmp_path / "labels.csv"), seed=seed)
+        build_splits(str(tmp_path / name), csv_path=str(tmp_path / "labels.csv"), seed=seed, allow_problems=True)
         return [r["id"] for r in json.loads((tmp_path / name).read_text())["val"]]
 
     assert val_ids(5, "a.json") == val_ids(5, "b.json") != val_ids(6, "c.json")
@@ -237,7 +242,7 @@ def test_stratum_sizes_keep_train_and_cover_small_grades():
 def test_image_paths_are_relative_to_splits_dir(tmp_path):
     scans, csv_path = scans_and_csv(tmp_path, [9, 10])
     out = tmp_path / "data" / "mine" / "splits.json"
-    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0, test=0)
+    build_splits(str(out), csv_path=str(csv_path), images=str(scans), val=0, test=0, allow_problems=True)
     rec = json.loads(out.read_text())["train"][0]
     assert rec["front"] == "../../scans/c000_0_front.jpg"
     assert Path(load_splits(str(out), required=("train",)).train[0].front).is_file()
@@ -249,7 +254,7 @@ def test_configurable_column_names(tmp_path):
     scans, csv_path = scans_and_csv(tmp_path, [9, 10, 8], header="card_id,img_f,img_b,psa")
     out = tmp_path / "splits.json"
     cols = Columns(id="card_id", front="img_f", back="img_b", grade="psa")
-    build_splits(str(out), csv_path=str(csv_path), images=str(scans), columns=cols, val=0, test=0)
+    build_splits(str(out), csv_path=str(csv_path), images=str(scans), columns=cols, val=0, test=0, allow_problems=True)
     data = json.loads(out.read_text())
     assert sorted(r["grade"] for r in data["train"]) == [8, 9, 10]
 
@@ -260,7 +265,7 @@ def test_optional_label_columns_are_written(tmp_path):
         "id,front,back,grade,edge,centering_front_lr,centering_front_tb,centering_back_lr,centering_back_tb\n"
         "c1,f.jpg,b.jpg,9,0.25,0.55,0.5,0.6,0.52\n")
     out = tmp_path / "splits.json"
-    build_splits(str(out), csv_path=str(tmp_path / "labels.csv"), val=0, test=0)
+    build_splits(str(out), csv_path=str(tmp_path / "labels.csv"), val=0, test=0, allow_problems=True)
     rec = json.loads(out.read_text())["train"][0]
     assert rec["edge"] == 0.25 and rec["centering"] == {"front": [0.55, 0.5], "back": [0.6, 0.52]}
 
@@ -273,7 +278,7 @@ def test_folder_layout_reads_grade_folders_and_pairs_sides(tmp_path):
     card_image(scans / "8" / "lonely_front.png", 9)
     (scans / "9" / "notes.txt").write_text("x")
     out = tmp_path / "splits.json"
-    summary = build_splits(str(out), images=str(scans), layout="folders", val=0, test=0)
+    summary = build_splits(str(out), images=str(scans), layout="folders", val=0, test=0, allow_problems=True)
     recs = {r["id"]: r for r in json.loads(out.read_text())["train"]}
     assert {k: r["grade"] for k, r in recs.items()} == {"a": 10, "b": 9, "c": 9, "lonely": 8}
     assert recs["b"]["front"] == "scans/9/b_front.jpg" and "back" not in recs["lonely"]
@@ -317,21 +322,124 @@ def test_stats_text_shows_a_bar_per_grade(tmp_path):
 def test_build_writes_splits_and_report(tmp_path, capsys):
     scans, csv_path = scans_and_csv(tmp_path, [9, 10] * 6)
     out = tmp_path / "mine" / "splits.json"
-    assert main(["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out)]) == 0
+    args = ["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out), "--val", "0.2", "--test", "0.2"]
+    assert main(args) == 0
     report = json.loads((tmp_path / "mine" / "splits_report.json").read_text())
     assert set(report) >= {"checks", "stats", "problems"} and report["stats"]["records"]["total"] == 12
+    assert report["problems"] == 0 and report["written"] is True
+    assert load_splits(str(out)).train
     shown = capsys.readouterr().out
     assert "wrote " in shown and "ok    missing_images" in shown and "sampler" in shown
 
 
-def test_check_strict_exits_1_on_problems_else_0(tmp_path):
+# --- build and check refuse: failing checks exit 1, name the records, and keep the report ----------
+
+def labels_with_problems(tmp_path: Path) -> tuple[Path, Path]:
+    """A CSV of 12 good cards (6 grade 9, 6 grade 10) plus one graded 11, one with a missing back and one
+    with a truncated front."""
+    scans, csv_path = scans_and_csv(tmp_path, [9, 10] * 6)
+    card_image(scans / "g11_front.jpg", 101), card_image(scans / "g11_back.jpg", 102)
+    card_image(scans / "nob_front.jpg", 103)
+    trunc = card_image(scans / "trunc_front.jpg", 105)
+    card_image(scans / "trunc_back.jpg", 106)
+    trunc.write_bytes(trunc.read_bytes()[: trunc.stat().st_size // 2])
+    with csv_path.open("a") as f:
+        f.write("g11,g11_front.jpg,g11_back.jpg,11\n"
+                "nob,nob_front.jpg,nob_back.jpg,9\n"
+                "trunc,trunc_front.jpg,trunc_back.jpg,10\n")
+    return scans, csv_path
+
+
+BUILD_FRACTIONS = ["--val", "0.2", "--test", "0.2"]  # 6+ cards a grade: rare_grades stays quiet
+
+
+def test_build_with_failing_checks_exits_1_and_does_not_write(tmp_path, capsys):
+    scans, csv_path = labels_with_problems(tmp_path)
+    out = tmp_path / "mine" / "splits.json"
+    code = main(["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out), *BUILD_FRACTIONS])
+    assert code == 1 and not out.exists()
+    captured = capsys.readouterr()
+    assert "FAIL  grades: 1 " in captured.out and "g11: 11" in captured.out
+    assert "FAIL  missing_images: 1 " in captured.out and "nob back: " in captured.out
+    assert "FAIL  unreadable_images: 1 " in captured.out and "trunc front: " in captured.out
+    assert "not written: 3 problem(s)" in captured.err and "--allow-problems" in captured.err
+    assert "wrote " not in captured.out
+    report = json.loads((tmp_path / "mine" / "splits_report.json").read_text())  # still written
+    assert report["written"] is False and report["problems"] == 3
+    assert report["checks"]["grades"]["offenders"] == ["g11: 11"]
+    assert report["checks"]["missing_images"]["offenders"][0].startswith("nob back: ")
+
+
+def test_build_refusal_leaves_an_existing_splits_json_alone(tmp_path):
+    scans, csv_path = labels_with_problems(tmp_path)
+    out = tmp_path / "splits.json"
+    out.write_text('{"version": 1, "train": [], "val": [], "test": []}\n')
+    before = out.read_bytes()
+    assert main(["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out), "--no-report"]) == 1
+    assert out.read_bytes() == before
+
+
+def test_build_allow_problems_writes_anyway_and_exits_0(tmp_path, capsys):
+    scans, csv_path = labels_with_problems(tmp_path)
+    out = tmp_path / "splits.json"
+    args = ["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out), *BUILD_FRACTIONS]
+    assert main([*args, "--allow-problems"]) == 0
+    assert f"wrote {out} despite 3 problem(s) (--allow-problems): 15 rows" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert sum(len(data[s]) for s in ("train", "val", "test")) == 15
+    assert json.loads((tmp_path / "splits_report.json").read_text())["written"] is True
+
+
+def test_check_exits_1_on_problems_unless_allowed(tmp_path, capsys):
     rec = {**good_record(tmp_path, "m"), "back": "img/nowhere.jpg"}
     path = write_splits(tmp_path, [rec])
-    assert main(["check", path, "--no-report"]) == 0
-    assert main(["check", path, "--strict", "--no-report"]) == 1
+    assert main(["check", path]) == 1
+    assert "FAIL  missing_images: 1 " in capsys.readouterr().out
+    assert (tmp_path / "splits_report.json").is_file()  # the report is written on failure too
+    assert main(["check", path, "--allow-problems", "--no-report"]) == 0
+    assert main(["check", path, "--strict", "--no-report"]) == 1  # the old flag still works
+    assert main(["stats", path, "--no-report"]) == 0  # stats describes; it fails only with --strict
+    assert main(["stats", path, "--strict", "--no-report"]) == 1
     (tmp_path / "clean").mkdir()
     clean = write_splits(tmp_path / "clean", [])
-    assert main(["check", clean, "--strict", "--no-report"]) == 0
+    assert main(["check", clean, "--no-report"]) == 0
+
+
+def test_report_names_every_failing_record_text_shows_first_five(tmp_path, capsys):
+    missing = [{**good_record(tmp_path, f"m{i}"), "back": f"img/gone{i}.jpg"} for i in range(7)]
+    path = write_splits(tmp_path, missing)
+    assert main(["check", path]) == 1
+    offenders = json.loads((tmp_path / "splits_report.json").read_text())["checks"]["missing_images"]["offenders"]
+    assert [o.split()[0] for o in offenders] == [f"m{i}" for i in range(7)]
+    assert "... and 2 more" in capsys.readouterr().out
+
+
+def test_repeated_csv_id_is_a_problem_that_says_how_it_was_treated(tmp_path, capsys):
+    scans, csv_path = scans_and_csv(tmp_path, [9, 10] * 6 + [9], ids=[f"c{i:03d}" for i in range(12)] + ["c004"])
+    out = tmp_path / "splits.json"
+    args = ["build", "--csv", str(csv_path), "--images", str(scans), "--out", str(out), *BUILD_FRACTIONS]
+    assert main(args) == 1 and not out.exists()
+    check_ = json.loads((tmp_path / "splits_report.json").read_text())["checks"]["repeated_input_ids"]
+    assert check_["count"] == 1
+    assert "scanned twice, or a typo" in check_["title"]
+    assert check_["offenders"][0].startswith("c004: labels.csv line 6, labels.csv line 14 -> kept as c004, c004#2 in ")
+    assert check_["offenders"][0].endswith("(group c004)")
+    assert "FAIL  repeated_input_ids: 1 " in capsys.readouterr().out
+    assert main([*args, "--allow-problems", "--no-report"]) == 0
+    data = json.loads(out.read_text())
+    copies = [(r["id"], name) for name in ("train", "val", "test") for r in data[name] if r.get("group") == "c004"]
+    assert sorted(rid for rid, _ in copies) == ["c004", "c004#2"] and len({name for _, name in copies}) == 1
+
+
+def test_repeated_id_across_grade_folders_is_reported(tmp_path):
+    scans = tmp_path / "scans"
+    for grade, seed in ((9, 1), (8, 3)):  # one card filed under two grades: a typo somewhere
+        card_image(scans / str(grade) / "same_front.jpg", seed)
+        card_image(scans / str(grade) / "same_back.jpg", seed + 1)
+    summary = build_splits(str(tmp_path / "splits.json"), images=str(scans), layout="folders", val=0, test=0)
+    assert not summary["written"] and not (tmp_path / "splits.json").exists()
+    offenders = summary["report"]["checks"]["repeated_input_ids"]["offenders"]
+    assert offenders == ["same: folder 8, folder 9 -> kept as same, same#2 in train (group same)"]
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from core import storage
 from core.records import SPLIT_NAMES
-from core.splits.raw import SplitsInputError, valid_grade
-from core.splits.sources import Columns, read_csv, read_folders
+from core.splits.checks import Check
+from core.splits.raw import SplitsInputError, raw_from_data, valid_grade
+from core.splits.report import report_from
+from core.splits.sources import SOURCE_KEY, Columns, read_csv, read_folders
 
 LAYOUTS = ("csv", "folders")
 
@@ -116,12 +118,35 @@ def validate_options(layout: str, csv_path: str | None, images: str | None, val:
         raise SplitsInputError(f"{images}: images directory not found")
 
 
+def check_repeated_ids(rows: list[dict], splits: dict[str, list[dict]]) -> Check:
+    """Input rows sharing a card id: the same card scanned twice, or a typo. Both are kept (as id, id#2,
+    ... in one split, grouped), and each is named with where it came from and what it became."""
+    check = Check("repeated_input_ids", "card ids on more than one input row (the same card scanned twice, "
+                                        "or a typo): each row kept as its own record, renamed id#2, id#3..., "
+                                        "all in one split")
+    sources: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        sources[str(row["id"])].append(row.get(SOURCE_KEY, "?"))
+    became: dict[str, list[tuple[str, str]]] = defaultdict(list)  # group -> [(new id, split)] in row order
+    for name in SPLIT_NAMES:
+        for rec in splits[name]:
+            if "group" in rec:
+                became[rec["group"]].append((rec["id"], name))
+    for gid, where in sources.items():
+        if len(where) > 1:
+            ids = ", ".join(rid for rid, _ in became[gid])
+            check.add(f"{gid}: {', '.join(where)} -> kept as {ids} in {became[gid][0][1]} (group {gid})")
+    return check
+
+
 def build_splits(out: str, *, csv_path: str | None = None, images: str | None = None, layout: str = "csv",
                  columns: Columns = Columns(), require: tuple[str, ...] = (), val: float = 0.1,
-                 test: float = 0.1, seed: int = 0) -> dict:
-    """Read the labels, split them and write splits.json at `out` (local or gs://).
+                 test: float = 0.1, seed: int = 0, allow_problems: bool = False) -> dict:
+    """Read the labels, split them, check the result and write splits.json at `out` (local or gs://)
+    when no check fails, or anyway with `allow_problems`.
 
-    Returns {"splits": out, "rows": n, "records": {split: n}, "ignored": [files the folder layout skipped]}.
+    Returns {"splits": out, "rows": n, "records": {split: n}, "ignored": [files the folder layout skipped],
+    "written": bool, "report": the checks and stats (report.splits_report's shape, plus "written")}.
     Raises SplitsInputError for input it cannot use (missing column, unknown layout, bad fractions...).
     """
     validate_options(layout, csv_path, images, val, test)
@@ -138,6 +163,16 @@ def build_splits(out: str, *, csv_path: str | None = None, images: str | None = 
             if side in row:
                 row[side] = relative_to(row[side], out_dir)
     splits = assign_splits(rows, val, test, seed)
-    storage.write_text_atomic(out, json.dumps({"version": 1, **splits}, indent=1) + "\n")
+    content = {"version": 1, **splits}
+    # Checked before writing, against where the file will be: relative image paths resolve from its
+    # folder the way the trainer resolves them, and "mine/../scans" needs "mine" to exist. The report is
+    # written there too, so the folder is made either way.
+    if not storage.is_gcs(out):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    report = report_from(raw_from_data(out, content), [f for f in (val, test) if f > 0],
+                         extra=(check_repeated_ids(rows, splits),))
+    report["written"] = report["problems"] == 0 or allow_problems
+    if report["written"]:
+        storage.write_text_atomic(out, json.dumps(content, indent=1) + "\n")
     return {"splits": out, "rows": len(rows), "records": {k: len(v) for k, v in splits.items()},
-            "ignored": ignored}
+            "ignored": ignored, "written": report["written"], "report": report}

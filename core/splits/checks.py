@@ -1,7 +1,8 @@
 """The checks on a splits.json: each one counts its offenders and keeps the first few to show.
 
-None is fatal here; the CLI's --strict turns any problem into exit 1. Images are probed once
-(core.image_checks) and shared by every image check.
+None raises here: the caller decides (the CLI exits 1 and `build` leaves splits.json unwritten when any
+check fails, unless --allow-problems). Images are probed once (core.image_checks) and shared by every
+image check.
 """
 from __future__ import annotations
 
@@ -20,16 +21,23 @@ MAX_EXAMPLES = 5
 class Check:
     name: str
     title: str  # what is wrong when count > 0
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
+    offenders: list[str] = field(default_factory=list)  # every one, named: the report lists them all
 
-    def add(self, example: str) -> None:
-        self.count += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(example)
+    @property
+    def count(self) -> int:
+        return len(self.offenders)
+
+    @property
+    def examples(self) -> list[str]:
+        """The first few, for the text output."""
+        return self.offenders[:MAX_EXAMPLES]
+
+    def add(self, offender: str) -> None:
+        self.offenders.append(offender)
 
     def as_dict(self) -> dict:
-        return {"title": self.title, "count": self.count, "examples": self.examples}
+        return {"title": self.title, "count": self.count, "examples": self.examples,
+                "offenders": self.offenders}
 
 
 def image_refs(data: RawSplits) -> list[tuple[RawRecord, str, str]]:

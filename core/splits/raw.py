@@ -77,6 +77,12 @@ def load_raw(path: str) -> RawSplits:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SplitsInputError(f"{path}: not valid JSON: {exc}") from None
+    return raw_from_data(path, data)
+
+
+def raw_from_data(path: str, data) -> RawSplits:
+    """The lenient view of splits.json content already in memory; `path` is where the file is (or is
+    about to be) written, which is what relative image paths resolve against."""
     if not isinstance(data, dict):
         raise SplitsInputError(f"{path}: expected an object with train/val/test lists, got {type(data).__name__}")
     out = RawSplits(path=str(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core import storage
 from core.image_checks import probe_images
-from core.splits.checks import image_refs, run_checks
+from core.splits.checks import Check, image_refs, run_checks
 from core.splits.raw import RawSplits, load_raw
 from core.splits.stats import splits_stats_from
 
@@ -19,8 +19,8 @@ def _probe(data: RawSplits, workers: int | None = None):
     return probe_images([path for _, _, path in image_refs(data)], workers=workers)
 
 
-def _checks_dict(data: RawSplits, probes, fractions) -> dict:
-    checks = run_checks(data, probes, fractions)
+def _checks_dict(data: RawSplits, probes, fractions, extra: tuple[Check, ...] = ()) -> dict:
+    checks = [*extra, *run_checks(data, probes, fractions)]
     return {
         "splits": data.path,
         "problems": sum(c.count for c in checks),
@@ -46,9 +46,15 @@ def splits_stats(path: str, power: float = 0.5) -> dict:
 
 def splits_report(path: str, fractions: list[float] | None = None, power: float = 0.5) -> dict:
     """Checks and stats from one probe of the images: {"splits", "created", "problems", "checks", "stats"}."""
-    data = load_raw(path)
+    return report_from(load_raw(path), fractions, power)
+
+
+def report_from(data: RawSplits, fractions: list[float] | None = None, power: float = 0.5,
+                extra: tuple[Check, ...] = ()) -> dict:
+    """splits_report for content in memory (what `build` checks before it writes); `extra`: checks the
+    caller ran on its input, listed first."""
     probes = _probe(data)
-    report = _checks_dict(data, probes, fractions)
+    report = _checks_dict(data, probes, fractions, extra)
     report["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     report["stats"] = splits_stats_from(data, probes, power)
     return report

@@ -16,6 +16,8 @@ from core import storage
 from core.splits.raw import SplitsInputError
 
 IMAGE_NAME = re.compile(r"^(?P<id>.+)_(?P<side>front|back)\.(?:jpe?g|png|webp|bmp|tiff?)$", re.IGNORECASE)
+# Where a row came from ("labels.csv line 7", "folder 9"), for messages; never written to splits.json.
+SOURCE_KEY = "_source"
 CENTERING_KEYS = ("centering_front_lr", "centering_front_tb", "centering_back_lr", "centering_back_tb")
 
 
@@ -81,6 +83,7 @@ def read_csv(csv_path: str, images: str | None, columns: Columns = Columns(),
             raise SplitsInputError(f"{csv_path}: missing column '{name}' (columns: {', '.join(header)}; "
                                    f"pick another with {Columns.flag(key)})")
     base = images if images is not None else _parent(csv_path)
+    name = csv_path.rstrip("/").rsplit("/", 1)[-1] if storage.is_gcs(csv_path) else Path(csv_path).name
     rows = []
     for row in reader:
         cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
@@ -89,7 +92,7 @@ def read_csv(csv_path: str, images: str | None, columns: Columns = Columns(),
         if not cells[columns.id]:
             raise SplitsInputError(f"{csv_path}: line {reader.line_num}: empty '{columns.id}' "
                                    f"(every row needs a card id)")
-        rows.append(_row_record(cells, columns, base))
+        rows.append({**_row_record(cells, columns, base), SOURCE_KEY: f"{name} line {reader.line_num}"})
     return rows
 
 
@@ -156,7 +159,8 @@ def read_folders(images: str) -> tuple[list[dict], list[str]]:
             ignored.append(rel)
             continue
         key = (parts[0], "/".join(parts[1:-1]), match["id"])
-        rec = found.setdefault(key, {"id": match["id"], "grade": number(parts[0])})
+        rec = found.setdefault(key, {"id": match["id"], "grade": number(parts[0]),
+                                     SOURCE_KEY: "folder " + "/".join(parts[:-1])})
         side = match["side"].lower()
         if side in rec:
             ignored.append(rel)  # e.g. c1_front.jpg next to c1_front.png: keep the first
