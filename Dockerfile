@@ -29,9 +29,13 @@ RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin tra
 COPY README.md ./
 COPY core/ core/
 COPY presets/ presets/
-# --no-deps: the project's metadata says torch>=2.4 etc.; the base satisfies that and pip must not
+# COPY keeps the build context's modes and makes root the owner: a preset saved 0600 on the
+# developer's machine would be unreadable to uid 10001 and the job would die at start, after the VM
+# was billed. So everything copied is made world-readable (directories traversable), never writable.
+# --no-deps: the project's metadata says torch>=2.6 etc.; the base satisfies that and pip must not
 # "upgrade" it. The import check fails the build, not the first cloud job, if the trainer is broken.
-RUN python -m pip install --no-cache-dir --no-deps . \
+RUN chmod -R a+rX,go-w pyproject.toml README.md core presets \
+    && python -m pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info \
     && python -c "import core.train"
 

@@ -1,10 +1,13 @@
 """Build the three Google API clients (Vertex JobService, Cloud Logging, Cloud Storage) from one place.
 
-Endpoint overrides (contract, issue 4): `PSA_VERTEX_ENDPOINT` / `PSA_LOGGING_ENDPOINT` (host:port) and the
-standard `STORAGE_EMULATOR_HOST` win over the preset's `cloud.vertex_endpoint` / `logging_endpoint` /
-`storage_endpoint`. A loopback endpoint gets an insecure channel and anonymous credentials, so tests and
-local emulators need no account. Anything else uses Application Default Credentials; when there are none
-the caller gets one line with the `gcloud` command that fixes it, never a traceback.
+Endpoints (contract, issue 4; hardened in issue 12): a non-Google endpoint comes ONLY from the
+environment, `PSA_VERTEX_ENDPOINT` / `PSA_LOGGING_ENDPOINT` (host:port) and the standard
+`STORAGE_EMULATOR_HOST`. A preset never chooses one: presets are shared and checked in, and a client
+built with Application Default Credentials would send the user's access token to whatever host the
+preset named (core/config.py refuses `cloud.*_endpoint` keys with a value). Only a loopback endpoint gets
+an insecure channel and anonymous credentials, so tests and local emulators need no account. Anything
+else uses Application Default Credentials; when there are none the caller gets one line with the
+`gcloud` command that fixes it, never a traceback.
 
 The SDKs are imported inside the functions: `aiplatform_v1` alone costs about 0.9 s (DESIGN.md §8).
 """
@@ -31,8 +34,14 @@ class Endpoint:
 
 
 def is_loopback(address: str) -> bool:
-    """'127.0.0.1:8080', 'localhost:1', 'http://127.0.0.1:4443', '[::1]:9' -> True."""
-    host = address.split("://", 1)[-1].split("/", 1)[0]
+    """'127.0.0.1:8080', 'localhost:1', 'http://127.0.0.1:4443', '[::1]:9' -> True.
+
+    'http://127.0.0.1@evil.example', '127.0.0.1.evil.example:443' -> False: only the host part counts.
+    """
+    netloc = address.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in netloc:  # user@host: whatever precedes '@' is not where the connection goes
+        return False
+    host = netloc
     if host.startswith("["):
         host = host.split("]", 1)[0] + "]"
     else:
@@ -45,7 +54,8 @@ def _cloud(cfg: Any) -> Any:
 
 
 def vertex_endpoint(cfg: Any = None, region: str = "") -> Endpoint:
-    override = os.environ.get("PSA_VERTEX_ENDPOINT") or getattr(_cloud(cfg), "vertex_endpoint", "")
+    """PSA_VERTEX_ENDPOINT when set, else the region's Google endpoint; the preset cannot choose."""
+    override = os.environ.get("PSA_VERTEX_ENDPOINT", "")
     if override:
         return Endpoint(override, is_loopback(override))
     region = region or getattr(_cloud(cfg), "region", "") or "us-central1"
@@ -53,7 +63,7 @@ def vertex_endpoint(cfg: Any = None, region: str = "") -> Endpoint:
 
 
 def logging_endpoint(cfg: Any = None) -> Endpoint:
-    override = os.environ.get("PSA_LOGGING_ENDPOINT") or getattr(_cloud(cfg), "logging_endpoint", "")
+    override = os.environ.get("PSA_LOGGING_ENDPOINT", "")
     if override:
         return Endpoint(override, is_loopback(override))
     return Endpoint("logging.googleapis.com", False)
@@ -61,7 +71,7 @@ def logging_endpoint(cfg: Any = None) -> Endpoint:
 
 def storage_endpoint(cfg: Any = None) -> Endpoint | None:
     """None means the default public endpoint."""
-    override = os.environ.get("STORAGE_EMULATOR_HOST") or getattr(_cloud(cfg), "storage_endpoint", "")
+    override = os.environ.get("STORAGE_EMULATOR_HOST", "")
     if override:
         if "://" not in override:
             override = f"http://{override}"

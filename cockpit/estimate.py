@@ -239,11 +239,55 @@ def default_step_time(cfg: Config, catalog: Catalog) -> StepTime:
 # The estimate
 
 
+_GCS_COUNTS: dict[str, tuple[float, int, int]] = {}  # gs:// splits -> (when counted, train, val)
+GCS_COUNT_TTL_S = 300.0  # the TUI re-estimates on every edit: count a bucket's splits once a while
+
+
+def _gcs_record_counts(cfg: Config, uri: str) -> tuple[int, int]:
+    """Train and val records of a gs:// splits file; CockpitError (one line, why) when it cannot be read.
+
+    The estimate never guesses here: a guess of synthetic_n cards for a real data set in a bucket could
+    be off by orders of magnitude, and the budget guard would pass a job it should stop.
+    """
+    hit = _GCS_COUNTS.get(uri)
+    if hit and time.monotonic() - hit[0] < GCS_COUNT_TTL_S:
+        return hit[1], hit[2]
+    from cockpit import clients
+    from cockpit.gcs import parse_gs
+
+    why = ""
+    try:
+        from google.api_core import exceptions as gexc
+
+        bucket, key = parse_gs(uri)
+        try:
+            raw = json.loads(clients.storage_client(cfg).bucket(bucket).blob(key).download_as_bytes())
+            train, val = raw["train"], raw.get("val", [])
+        except gexc.NotFound:
+            why = "not found"
+        except gexc.GoogleAPICallError as exc:
+            why = f"Cloud Storage error {exc.code}"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            why = "not a splits.json (DESIGN.md §1)"
+    except (CockpitError, ImportError) as exc:
+        why = str(exc)
+    if not why and not (isinstance(train, list) and isinstance(val, list)):
+        why = "'train' and 'val' must be lists"
+    if why:
+        raise CockpitError(f"cannot estimate: data.splits = {uri} could not be read to count its records "
+                           f"({why}); the estimate does not guess the size of a real data set")
+    _GCS_COUNTS[uri] = (time.monotonic(), len(train), len(val))
+    return len(train), len(val)
+
+
 def dataset_size(cfg: Config) -> tuple[int, int, str]:
-    """(train cards, val cards, where the numbers came from): the splits file if readable, else the
-    synthetic set's size (synthetic_n x 0.8 train, x 0.1 val)."""
+    """(train cards, val cards, where the numbers came from): the splits file if readable (gs:// too,
+    which must be readable), else the synthetic set's size (synthetic_n x 0.8 train, x 0.1 val)."""
     path = cfg.data.splits
-    if path and not path.startswith("gs://"):
+    if path.startswith("gs://"):
+        train_n, val_n = _gcs_record_counts(cfg, path)
+        return train_n, val_n, path
+    if path:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
             train, val = raw["train"], raw.get("val", [])
@@ -254,6 +298,21 @@ def dataset_size(cfg: Config) -> tuple[int, int, str]:
     n = cfg.data.synthetic_n
     return (int(n * SYNTHETIC_TRAIN_SHARE), int(n * SYNTHETIC_VAL_SHARE),
             f"data.synthetic_n {n} x {SYNTHETIC_TRAIN_SHARE:g} train / {SYNTHETIC_VAL_SHARE:g} val")
+
+
+BUDGET_TIMEOUT_MARGIN = 0.9  # stop at 90% of what the budget buys: start-up and teardown bill too
+
+
+def budget_timeout_s(cfg: Config, catalog: Catalog) -> float | None:
+    """The longest run `cloud.max_cost_usd` pays for at the job's hourly price (spot or on-demand, all
+    replicas), less the margin; None without a limit. It becomes the job's scheduling.timeout, so a
+    hung job stops billing before it passes the budget."""
+    c = cfg.cloud
+    if c.max_cost_usd <= 0:
+        return None
+    hourly = catalog.hourly_price(c.machine_type, c.accelerator_type, c.accelerator_count, c.region,
+                                  spot=c.spot) * c.replica_count
+    return max(60.0, math.floor(c.max_cost_usd / hourly * 3600.0 * BUDGET_TIMEOUT_MARGIN))
 
 
 def target_samples_per_s(st: StepTime, cfg: Config, catalog: Catalog) -> float:

@@ -46,11 +46,28 @@ def _error(action: str, uri: str, exc: Exception) -> CockpitError:
                         EXIT_SUBMIT)
 
 
+def files_inside(root: Path, candidates: list[Path]) -> list[Path]:
+    """The candidates that are regular files really inside root (a symlink may not lead out of it).
+
+    Raises CockpitError naming the first path that leaves root.
+    """
+    base = root.resolve()
+    out = []
+    for path in candidates:
+        real = path.resolve()
+        if not real.is_relative_to(base):
+            raise CockpitError(f"{path}: leaves {root} (a symlink or ..); refusing to upload it")
+        out.append(path)
+    return out
+
+
 def upload_dir(local_dir: str | os.PathLike, gs_uri: str,
                on_progress: Callable[[str, int, int], None] | None = None,
-               client: Any = None) -> tuple[int, int]:
-    """Upload every file under local_dir to gs_uri/<relative path>; returns (uploaded, skipped).
+               client: Any = None, files: list[str | os.PathLike] | None = None) -> tuple[int, int]:
+    """Upload the files under local_dir to gs_uri/<relative path>; returns (uploaded, skipped).
 
+    `files` (paths relative to local_dir) limits the upload to those; by default every file under it.
+    Either way nothing outside local_dir is read, symlinks included.
     on_progress(relative_path, done, total) is called after each file.
     """
     from google.api_core import exceptions as gexc
@@ -61,7 +78,15 @@ def upload_dir(local_dir: str | os.PathLike, gs_uri: str,
     bucket_name, prefix = parse_gs(gs_uri)
     prefix = prefix.strip("/")
     prefix = f"{prefix}/" if prefix else ""
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if files is None:
+        base = root.resolve()
+        chosen = [p for p in root.rglob("*") if p.is_file() and p.resolve().is_relative_to(base)]
+    else:
+        chosen = files_inside(root, [root / f for f in files])
+        missing = [p for p in chosen if not p.is_file()]
+        if missing:
+            raise CockpitError(f"{missing[0]}: not found ({len(missing)} file(s) the splits name are missing)")
+    files = sorted(set(chosen))
     client = client or clients.storage_client()
     try:
         bucket = client.bucket(bucket_name)
@@ -82,8 +107,30 @@ def upload_dir(local_dir: str | os.PathLike, gs_uri: str,
     return uploaded, skipped
 
 
+# Written last by a pull: the export's config is what marks a model folder complete (DESIGN.md §3), so a
+# pull interrupted midway never leaves a folder that looks like a finished model.
+COMPLETE_MARKER = "psa_dual_branch_config.json"
+
+
+def contained_target(root: Path, rel: str) -> Path | None:
+    """root/rel resolved, or None when it would land outside root (an absolute name, `..`, a symlink).
+
+    Object names come from a bucket other people can write to: `model//home/u/.bashrc` joined naively
+    is the absolute path /home/u/.bashrc.
+    """
+    base = root.resolve()
+    target = (base / rel).resolve()
+    if rel.startswith("/") or target == base or not target.is_relative_to(base):
+        return None
+    return target
+
+
 def download_prefix(gs_uri: str, local_dir: str | os.PathLike, client: Any = None) -> int:
-    """Download every object under gs_uri into local_dir (keeping relative paths); returns the count."""
+    """Download every object under gs_uri into local_dir (keeping relative paths); returns the count.
+
+    Every object's target is checked before anything is written: one name that would land outside
+    local_dir refuses the whole pull, naming the object. The completeness marker is written last.
+    """
     from google.api_core import exceptions as gexc
 
     bucket_name, prefix = parse_gs(gs_uri)
@@ -91,26 +138,33 @@ def download_prefix(gs_uri: str, local_dir: str | os.PathLike, client: Any = Non
     prefix = f"{prefix}/" if prefix else ""
     root = Path(local_dir)
     client = client or clients.storage_client()
-    count = 0
     try:
+        planned = []
         for blob in client.list_blobs(bucket_name, prefix=prefix):
             rel = blob.name[len(prefix):]
             if not rel or rel.endswith("/"):  # the "folder" placeholder objects some tools create
                 continue
-            target = root / rel
-            if ".." in Path(rel).parts:
-                raise CockpitError(f"{gs_uri}: refusing object name {blob.name!r} (leaves {root})")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # write beside the target and rename, so an interrupted pull never leaves half a model file
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            os.close(fd)
-            try:
-                blob.download_to_filename(tmp)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            count += 1
+            target = contained_target(root, rel)
+            if target is None:
+                raise CockpitError(f"{gs_uri}: refusing object gs://{bucket_name}/{blob.name} "
+                                   f"(it would be written outside {root})", EXIT_SUBMIT)
+            planned.append((blob, target))
+        planned.sort(key=lambda item: item[1].name == COMPLETE_MARKER)
+        for blob, target in planned:
+            _download_atomic(blob, target)
     except gexc.GoogleAPICallError as exc:
         raise _error("download from", gs_uri, exc) from None
-    return count
+    return len(planned)
+
+
+def _download_atomic(blob: Any, target: Path) -> None:
+    """Write beside the target and rename, so an interrupted pull never leaves half a model file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        blob.download_to_filename(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -148,10 +148,42 @@ def _upload_data(cfg: Any, name: str, say: _Say, dry_run: bool) -> str:
         raise CockpitError(f"--upload-data: data.splits = {splits!r} does not exist; generate or build the "
                            "data set first (make train, or python -m core.splits)", EXIT_USAGE)
     target = f"gs://{bucket_name(cfg.cloud.bucket)}/data/{path.parent.name or name}/"
+    files = referenced_files(path)
     if dry_run:
-        say(f"would upload {path.parent} -> {target}")
+        say(f"would upload {len(files)} files from {path.parent} -> {target}")
     else:
-        say(f"uploading {path.parent} -> {target}")
-        uploaded, skipped = upload_dir(path.parent, target, client=clients.storage_client(cfg))
+        say(f"uploading {len(files)} files from {path.parent} -> {target}")
+        uploaded, skipped = upload_dir(path.parent, target, client=clients.storage_client(cfg), files=files)
         say(f"uploaded {uploaded} files, {skipped} unchanged")
     return f"data.splits={target}{path.name}"
+
+
+def referenced_files(splits_path: Path) -> list[str]:
+    """The splits file plus every image it names, relative to its folder: what --upload-data sends.
+
+    Never the whole folder: it may be a project root holding .git, .venv or .env. Images named by
+    gs:// already live in a bucket; an absolute or `..` path could not be found by the job under the
+    uploaded prefix, so it is refused (one line, naming the record).
+    """
+    import json
+
+    from core.records import SPLIT_NAMES
+
+    try:
+        raw = json.loads(splits_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CockpitError(f"--upload-data: {splits_path}: cannot read it as JSON ({exc})", EXIT_USAGE) from None
+    names = {splits_path.name}
+    for split in SPLIT_NAMES:
+        for record in raw.get(split, []) if isinstance(raw, dict) else []:
+            for side in ("front", "back"):
+                value = record.get(side) if isinstance(record, dict) else None
+                if not isinstance(value, str) or value.startswith("gs://"):
+                    continue
+                rel = Path(value)
+                if rel.is_absolute() or ".." in rel.parts:
+                    raise CockpitError(f"--upload-data: {splits_path}: record {record.get('id')!r} {side} = "
+                                       f"{value!r} is outside the splits folder; use paths relative to it",
+                                       EXIT_USAGE)
+                names.add(rel.as_posix())
+    return sorted(names)

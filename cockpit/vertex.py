@@ -58,8 +58,19 @@ def container_args(preset_name: str, overrides: list[str]) -> list[str]:
     return args
 
 
+def job_timeout_s(cfg: Config, catalog: Any = None) -> float:
+    """cloud.timeout, cut to what cloud.max_cost_usd buys (cockpit.estimate.budget_timeout_s)."""
+    timeout_s = parse_duration(cfg.cloud.timeout, "cloud.timeout")
+    if cfg.cloud.max_cost_usd > 0:
+        from cockpit.catalog import load_catalog
+        from cockpit.estimate import budget_timeout_s
+
+        timeout_s = min(timeout_s, budget_timeout_s(cfg, catalog or load_catalog()))
+    return timeout_s
+
+
 def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: list[str],
-                     display_name: str) -> Any:
+                     display_name: str, catalog: Any = None) -> Any:
     """The aiplatform_v1.CustomJob for a validated preset. Raises CockpitError(EXIT_USAGE) on bad labels."""
     from google.cloud import aiplatform_v1 as v1
 
@@ -87,7 +98,7 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
                                        container_spec=container, disk_spec=disk))
     strategy = v1.Scheduling.Strategy.SPOT if c.spot else v1.Scheduling.Strategy.STANDARD
     scheduling = v1.Scheduling(
-        timeout=timedelta(seconds=parse_duration(c.timeout, "cloud.timeout")),
+        timeout=timedelta(seconds=job_timeout_s(cfg, catalog)),
         restart_job_on_worker_restart=c.restart_job_on_worker_restart,
         strategy=strategy, disable_retries=False)
     spec = v1.CustomJobSpec(worker_pool_specs=pools, scheduling=scheduling,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -143,9 +144,10 @@ class CloudConfig:
     service_account: str = _f("", "service account email the job runs as (empty = Vertex default)")
     labels: dict = _f({}, "labels added to the job (string keys and values)")
     max_cost_usd: float = _f(0.0, "refuse a submit whose estimate exceeds this (0 = no limit)", min=0.0)
-    vertex_endpoint: str = _f("", "host:port of a Vertex API endpoint (tests; PSA_VERTEX_ENDPOINT wins)")
-    logging_endpoint: str = _f("", "host:port of a Logging API endpoint (tests; PSA_LOGGING_ENDPOINT wins)")
-    storage_endpoint: str = _f("", "URL of a GCS endpoint (tests; STORAGE_EMULATOR_HOST wins)")
+    # Kept only so a preset that sets them gets a clear refusal (check_value), not "unknown key".
+    vertex_endpoint: str = _f("", "refused when set: use the env var PSA_VERTEX_ENDPOINT")
+    logging_endpoint: str = _f("", "refused when set: use the env var PSA_LOGGING_ENDPOINT")
+    storage_endpoint: str = _f("", "refused when set: use the env var STORAGE_EMULATOR_HOST")
 
 
 @dataclass
@@ -219,6 +221,11 @@ def _keys_of(section: str) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)] if cls else []
 
 
+# A preset is shared and checked in; an endpoint in it would receive the user's Google access token
+# (cockpit/clients.py). Non-Google endpoints come only from these environment variables.
+ENDPOINT_ENV = {"vertex_endpoint": "PSA_VERTEX_ENDPOINT", "logging_endpoint": "PSA_LOGGING_ENDPOINT",
+                "storage_endpoint": "STORAGE_EMULATOR_HOST"}
+
 _TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string",
                list: "a list", dict: "a table"}
 
@@ -251,7 +258,13 @@ def check_value(spec: FieldSpec, value: Any, where: str) -> Any:
                 raise ConfigError(f"{name}: label '{k}' = {v!r} must be a string")
     if spec.key == "timeout":
         parse_duration(value, name)
+    if spec.section == "cloud" and spec.key in ENDPOINT_ENV and value:
+        raise ConfigError(f"{name} = {value!r}: a preset may not set an API endpoint; remove it "
+                          f"(for a local emulator set the environment variable {ENDPOINT_ENV[spec.key]})")
     return value
+
+
+MAX_DURATION_S = 30 * 86400.0  # far above any sane training job; the Vertex default is 7d (DESIGN.md §5)
 
 
 def parse_duration(text: str, name: str = "timeout") -> float:
@@ -265,6 +278,10 @@ def parse_duration(text: str, name: str = "timeout") -> float:
             seconds = float(t)
     except ValueError:
         raise ConfigError(f"{name} = {text!r} must be a duration such as 90m, 12h or 7d") from None
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_S:
+        # "inf" or 1e20s would overflow the job's timedelta far from here (an OverflowError traceback)
+        raise ConfigError(f"{name} = {text!r} must be a finite duration of at most "
+                          f"{MAX_DURATION_S // 86400:.0f}d")
     if seconds <= 0:
         raise ConfigError(f"{name} = {text!r} must be a positive duration")
     return seconds

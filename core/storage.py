@@ -12,6 +12,7 @@ import base64
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -150,8 +151,7 @@ def local_copy(path: str | os.PathLike, cache_dir: str | os.PathLike | None = No
         blob = client.bucket(bucket_name).get_blob(key, retry=_retry())
         if blob is None:
             _raise_not_found(uri, bucket_name, client)
-        key_path = Path(key)
-        target = root / bucket_name / key_path.parent / f"{blob.generation}.{key_path.name}"
+        target = _cache_target(root, bucket_name, key, blob.generation, uri)
         if not (target.is_file() and target.stat().st_size == blob.size):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -181,8 +181,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             Path(tmp).unlink(missing_ok=True)
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -192,6 +191,30 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temp_beside(target: Path) -> tuple[int, str]:
+    """A new hidden temp file next to `target`, open for writing, with the mode the final file must have.
+
+    mkstemp would make it 0600, and os.replace carries that mode over: a preset rewritten by the cockpit
+    would become unreadable to the container's non-root user (the image copies presets/ as they are).
+    So: an existing file keeps its mode; a new one gets the usual 0666 minus the umask.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        keep_mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        keep_mode = None
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        if keep_mode is not None:
+            os.fchmod(fd, keep_mode)
+        return fd, tmp
+    raise StorageError(f"{target}: cannot create a temporary file beside it")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -204,8 +227,7 @@ def copy_to(path_local: str | os.PathLike, dest: str | os.PathLike) -> None:
         upload_file(path_local, str(dest))
         return
     target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as out, open(path_local, "rb") as src:
             shutil.copyfileobj(src, out, 1024 * 1024)
@@ -332,10 +354,36 @@ def _read_local(path: str | os.PathLike) -> bytes:
 
 
 def _fuse_path(bucket: str, key: str) -> Path | None:
+    """/gcs/BUCKET/KEY, or None when there is no mount or the name would leave the bucket's folder.
+
+    `gs://b//etc/x` joined naively is /etc/x, and a bucket named `..` climbs out of the mount: names
+    come from splits files and presets, so they are untrusted (such a key is read through the API).
+    """
     root = os.environ.get(FUSE_ROOT_ENV, "/gcs")
     if not root:
         return None
-    return Path(root, bucket, key) if key else Path(root, bucket)
+    bucket_dir = Path(root, bucket)
+    path = Path(root, bucket, key) if key else bucket_dir
+    if not _inside(path, Path(root)) or (key and not _inside(path, bucket_dir)):
+        return None
+    return path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (resolved, symlinks followed) is `folder` or under it."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
+def _cache_target(root: Path, bucket: str, key: str, generation: Any, uri: str) -> Path:
+    """root/BUCKET/KEY-dir/GENERATION.NAME, refused (StorageError naming the object) when a key with
+    `../` or a leading `/` would put it outside root/BUCKET."""
+    key_path = Path(key)
+    bucket_dir = root / bucket
+    target = bucket_dir / key_path.parent / f"{generation}.{key_path.name}"
+    if key.startswith("/") or not key_path.name or not _inside(target, bucket_dir) \
+            or not _inside(bucket_dir, root):
+        raise StorageError(f"{uri}: object name would leave the download cache {root}; refusing it")
+    return target
 
 
 def _fuse_file(uri: str) -> Path | None:

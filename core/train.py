@@ -211,13 +211,16 @@ class Trainer:
                 raise ConfigError(f"data.splits = {cfg.splits!r}: synthetic data is generated locally only; "
                                   f"point data.splits at a local path or upload the set")
             if self.is_main:
-                from core.synth import generate
+                from core.synth.dataset import SynthError, generate
 
                 why = f" (the set there was made with other settings: {stale})" if stale else ""
                 self.events.emit("info", f"generating {cfg.synthetic_n} synthetic cards in "
                                          f"{Path(cfg.splits).parent} (seed {cfg.synthetic_seed}){why}")
-                generate(Path(cfg.splits).parent, cfg.synthetic_n, cfg.synthetic_seed,
-                         size=tuple(cfg.synthetic_size))
+                try:
+                    generate(Path(cfg.splits).parent, cfg.synthetic_n, cfg.synthetic_seed,
+                             size=tuple(cfg.synthetic_size))
+                except SynthError as exc:  # e.g. a typo'd data.splits in a folder of real cards
+                    raise ConfigError(f"data.splits = {cfg.splits!r}: {exc}") from None
             distributed.barrier()
         splits = load_splits(cfg.splits)
         size = tuple(cfg.image_size)

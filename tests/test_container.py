@@ -245,6 +245,95 @@ def test_entrypoint_prints_only_json_lines_and_nothing_on_stderr(vertex_like_run
         assert isinstance(json.loads(line), dict), line
 
 
+RUNTIME_UID = 10001  # the Dockerfile's `USER 10001`
+
+
+def test_image_makes_every_copied_file_readable_by_the_runtime_user():
+    """COPY keeps the context's modes and root ownership; a 0600 file would be unreadable to uid 10001."""
+    (user,) = _args_of("USER")[-1:]
+    assert user.split(":")[0] == str(RUNTIME_UID)
+    last_copy = max(i for i, (w, _) in enumerate(_instructions()) if w == "COPY")
+    user_at = _index_of(lambda w, r: w == "USER")
+    chmods = [r for i, (w, r) in enumerate(_instructions())
+              if w == "RUN" and last_copy < i < user_at and re.search(r"chmod -R a\+rX", r)]
+    assert chmods, "no `chmod -R a+rX ...` between the last COPY and USER"
+    for source in _image_copy_sources():
+        assert re.search(rf"chmod -R a\+rX\S* [^&]*\b{re.escape(source)}\b", chmods[0]), source
+
+
+def _become_runtime_user():
+    os.setgroups([])
+    os.setgid(RUNTIME_UID)
+    os.setuid(RUNTIME_UID)
+
+
+def _interpreter_for_runtime_user(env: dict) -> tuple[str, dict]:
+    """A Python that uid 10001 may run, with this venv's packages: this interpreter when it can reach
+    it, else the system's one of the same minor version with the venv's site-packages on PYTHONPATH
+    (an interpreter under /root is out of its reach). Skips when there is none."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python, extra in ((sys.executable, {}), (f"/usr/bin/python{minor}", {"PYTHONPATH": site})):
+        try:
+            probe = subprocess.run([python, "-c", "import torch, numpy, PIL"], env=dict(env, **extra),
+                                   capture_output=True, timeout=120, preexec_fn=_become_runtime_user)
+        except OSError:  # not executable by uid 10001
+            continue
+        if probe.returncode == 0:
+            return python, extra
+    pytest.skip("no Python with torch that uid 10001 can run on this machine")
+
+
+@pytest.mark.slow
+def test_entrypoint_runs_as_the_runtime_user_on_a_preset_the_cockpit_saved():
+    """A TUI save rewrites the preset atomically; the job must still read it as uid 10001 (as in the
+    image, where root owns the copied files). Before issue 12 the rewrite made it 0600 and every job
+    submitted after a save died at start."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to uid 10001 needs root")
+    import tempfile
+
+    from cockpit.presets import PresetDocument
+    from cockpit.vertex import container_args
+
+    top = Path(tempfile.mkdtemp(prefix="psa-uid-"))  # pytest's tmp dirs are 0700: uid 10001 cannot enter
+    try:
+        top.chmod(0o755)
+        app = top / "app"
+        app.mkdir()
+        for name in _image_copy_sources():
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, app / name)
+        doc = PresetDocument.load(app / "presets" / "smoke.toml")
+        doc.set("training", "phase2_epochs", 1)
+        doc.save()
+        os.chown(app, RUNTIME_UID, RUNTIME_UID)  # the Dockerfile: chown trainer /app (the dir only)
+        home, base = top / "home", top / "gcs" / "psa-runs" / "job"
+        for folder in (home, base):
+            folder.mkdir(parents=True)
+            os.chown(folder, RUNTIME_UID, RUNTIME_UID)
+        env = {k: v for k, v in os.environ.items()  # caches default to ~/.cache, as in the image
+               if k not in ("CLUSTER_SPEC", "PYTHONPATH", "PSA_CACHE_DIR", "PSA_GCS_CACHE_DIR")}
+        env.update(HOME=str(home), PYTHONUNBUFFERED="1", CLOUD_ML_JOB_ID="1234",
+                   AIP_MODEL_DIR=f"{base}/model/", AIP_CHECKPOINT_DIR=f"{base}/checkpoints/")
+        python, extra_env = _interpreter_for_runtime_user(env)
+        env.update(extra_env)
+        (entry,) = _args_of("ENTRYPOINT")
+        argv = [python if a == "python" else a for a in json.loads(entry)]
+        argv += container_args("smoke", ["training.phase1_epochs=0", "data.synthetic_n=40"])
+        result = subprocess.run(argv, cwd=app, env=env, capture_output=True, text=True, timeout=600,
+                                preexec_fn=_become_runtime_user)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (base / "model" / "psa_dual_branch_config.json").is_file()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scripts
 

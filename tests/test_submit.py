@@ -146,15 +146,42 @@ def test_bad_preset_exits_2_with_one_line(offline, capsys):
 def test_upload_data_copies_the_splits_dir_and_points_the_job_at_it(cloud, preset, fake_gcs_bucket, offline):
     data = offline / "data" / "cards"
     (data / "img").mkdir(parents=True)
-    (data / "splits.json").write_text('{"version": 1, "train": [], "val": [], "test": []}')
+    (data / "splits.json").write_text(
+        '{"version": 1, "train": [{"id": "c1", "front": "img/c1_front.jpg", "back": "img/c1_back.jpg", '
+        '"grade": 9}], "val": [], "test": []}')
     (data / "img" / "c1_front.jpg").write_bytes(b"jpg")
+    (data / "img" / "c1_back.jpg").write_bytes(b"jpg")
+    # issue 12: the splits folder may be a project root; only what the splits name goes up
+    (data / ".env").write_text("TOKEN=secret\n")
+    (data / ".git").mkdir()
+    (data / ".git" / "config").write_text("[core]\n")
+    (data / "img" / "unlisted.jpg").write_bytes(b"jpg")
     assert submit("--submit", preset, "--no-build", "--tag", "t1", "--detach", "--upload-data",
                   "--set", f"cloud.bucket={fake_gcs_bucket}", "--set", f"data.splits={data / 'splits.json'}") == 0
     args = list(cloud.received[0].job_spec.worker_pool_specs[0].container_spec.args)
     assert args[-2:] == ["--set", f"data.splits=gs://{fake_gcs_bucket}/data/cards/splits.json"]
     from cockpit import clients
     names = sorted(b.name for b in clients.storage_client().list_blobs(fake_gcs_bucket))
-    assert names == ["data/cards/img/c1_front.jpg", "data/cards/splits.json"]
+    assert names == ["data/cards/img/c1_back.jpg", "data/cards/img/c1_front.jpg", "data/cards/splits.json"]
+
+
+def test_upload_data_never_follows_a_symlink_out_of_the_splits_folder(cloud, preset, fake_gcs_bucket,
+                                                                      offline, capsys):
+    data = offline / "data" / "cards"
+    (data / "img").mkdir(parents=True)
+    (offline / "secret.jpg").write_bytes(b"private")
+    (data / "img" / "c1_front.jpg").symlink_to(offline / "secret.jpg")
+    (data / "img" / "c1_back.jpg").write_bytes(b"jpg")
+    (data / "splits.json").write_text(
+        '{"version": 1, "train": [{"id": "c1", "front": "img/c1_front.jpg", "back": "img/c1_back.jpg", '
+        '"grade": 9}], "val": [], "test": []}')
+    code = submit("--submit", preset, "--no-build", "--tag", "t1", "--detach", "--upload-data",
+                  "--set", f"cloud.bucket={fake_gcs_bucket}", "--set", f"data.splits={data / 'splits.json'}")
+    assert code == 2
+    assert "c1_front.jpg" in capsys.readouterr().err
+    from cockpit import clients
+    assert list(clients.storage_client().list_blobs(fake_gcs_bucket)) == []
+    assert cloud.received == []
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ class Backends:
         """The VertexBackend for the preset's project/region/endpoint, or None without a project."""
         if cfg is None or not cfg.cloud.project:
             return None
-        endpoint = os.environ.get("PSA_VERTEX_ENDPOINT") or cfg.cloud.vertex_endpoint
+        endpoint = os.environ.get("PSA_VERTEX_ENDPOINT")  # endpoints come only from the env (clients.py)
         key = (cfg.cloud.project, cfg.cloud.region, endpoint, os.environ.get("PSA_LOGGING_ENDPOINT"))
         with self._lock:
             if self._vertex_key != key:

@@ -3,6 +3,10 @@
 Every card has its own random stream seeded by (seed, index), so a card does not change when `n`
 does, and a seed always gives the same bytes. splits.json is removed first and written last
 (atomically), so an interrupted run never leaves a splits.json that points at missing images.
+
+The generator only ever writes into a folder that is empty (or missing) or that holds its own marker
+file, MARKER_NAME, written before anything else: a typo in `data.splits` must never make it delete a
+user's real splits.json or overwrite their scans.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from core.synth.grading import CardAttributes, grade_from_attributes
 from core.synth.render import render_card
 from core.synth.sampling import draw_target_grade, sample_attributes, stratified_split
 
+MARKER_NAME = ".psa-synthetic"
+MARKER_TEXT = "written by core.synth: this folder holds a generated card set and may be regenerated\n"
 MIN_SIZE = (40, 56)
 JPEG_QUALITY = 90
 # Random streams are keyed (seed, purpose[, index]) so the split's never coincides with a card's.
@@ -88,6 +94,7 @@ def generate(out_dir, n: int, seed: int, size: tuple[int, int] = (200, 280), val
     check_args(n, seed, size, val_frac, test_frac)
     n, seed, size = int(n), int(seed), (int(size[0]), int(size[1]))
     out = Path(out_dir)
+    claim_folder(out)
     (out / "img").mkdir(parents=True, exist_ok=True)
     splits_path = out / "splits.json"
     splits_path.unlink(missing_ok=True)  # a stale index must not outlive the images it describes
@@ -106,6 +113,26 @@ def generate(out_dir, n: int, seed: int, size: tuple[int, int] = (200, 280), val
            **{name: [records[i] for i in idx] for name, idx in parts.items()}}
     storage.write_text_atomic(splits_path, json.dumps(doc, indent=1) + "\n")
     return splits_path
+
+
+def claim_folder(out: Path) -> None:
+    """Make sure `out` is ours to write: missing, empty, or marked by an earlier run of the generator.
+
+    Raises SynthError (one line, naming the folder and what it holds) for anything else; writes the
+    marker otherwise, before the first image, so an interrupted run can be regenerated.
+    """
+    marker = out / MARKER_NAME
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"out_dir {out}: is a file, not a folder for the synthetic card set")
+    if not marker.is_file():
+        present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        if present:
+            shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+            raise SynthError(f"out_dir {out}: not empty ({shown}) and not made by the synthetic generator; "
+                             f"refusing to write there (point data.splits at an empty folder, or set "
+                             f"data.synthetic = false to train on your own cards)")
+    out.mkdir(parents=True, exist_ok=True)
+    storage.write_text_atomic(marker, MARKER_TEXT)
 
 
 def grade_histogram(splits_path) -> dict[int, int]:
