@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the PSA card grader locally or on Vertex AI. Without a command, opens the "
                     "terminal UI on PRESET (default presets/local.toml).",
         epilog="Exit codes: 0 ok, 1 job failed, 2 bad input, 3 cancelled, 4 submit/API error, "
-               "5 image build/push error, 6 estimate over max_cost_usd (use --yes), 7 no credentials.")
+               "5 image build/push error, 6 estimate over max_cost_usd (use --yes), 7 no credentials, "
+               "8 lost contact with a job while following it (it may still run), 130 Ctrl-C.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument("--submit", metavar="PRESET",
                         help="submit PRESET to Vertex AI and follow its logs until the job ends")
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help (0) or argparse's own usage error (2), already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         return _dispatch(args)
+    except KeyboardInterrupt:  # commands that know more (submit, follow) say where things stand first
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `psa-cockpit jobs | head`: the reader left; stop quietly like SIGPIPE would
         import os
 

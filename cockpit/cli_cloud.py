@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cockpit.backend import JobInfo, LogLine, parse_metric
-from cockpit.errors import EXIT_OK, EXIT_USAGE, CockpitError, exit_code_for_state, one_line_errors
-
-EXIT_INTERRUPTED = 130  # Ctrl-C while following: the job itself keeps running
+from cockpit.errors import (EXIT_INTERRUPTED, EXIT_MONITOR, EXIT_OK, EXIT_SUBMIT, EXIT_USAGE, CockpitError,
+                            exit_code_for_state, one_line_errors)
 DEFAULT_STATE_POLL_S = 15.0  # GetCustomJob while following; PSA_STATE_POLL_S overrides (tests)
 
 
@@ -127,11 +126,19 @@ def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_po
     try:
         for line in backend.logs(job_id, follow=True, stop=stop, **extra):
             print(format_line(line), file=out, flush=True)
+        info = backend.get(job_id)
     except KeyboardInterrupt:
         print(f"\nstopped following; job {job_id} keeps running. Resume with: "
-              f"psa-cockpit logs {job_id} --follow", file=sys.stderr)
+              f"psa-cockpit logs {job_id} --follow; cancel it with: psa-cockpit cancel {job_id}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
-    info = backend.get(job_id)
+    except CockpitError as exc:
+        if exc.exit_code != EXIT_SUBMIT:
+            raise
+        # The API kept failing after retries: that says nothing about the job, so never exit 1 ("failed").
+        print(f"error: lost contact with job {job_id} while following it ({exc.message}); it may still be "
+              f"running: psa-cockpit logs {job_id} --follow, or psa-cockpit cancel {job_id}", file=sys.stderr)
+        return EXIT_MONITOR
     print(f"job {job_id} {info.state}", file=out, flush=True)
     if info.state == "JOB_STATE_FAILED" and info.error:
         print(f"error: {info.error}", file=sys.stderr)

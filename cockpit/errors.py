@@ -13,6 +13,8 @@ EXIT_SUBMIT = 4      # submit or API error
 EXIT_BUILD = 5       # docker image build or push error
 EXIT_COST = 6        # estimate over cloud.max_cost_usd without --yes
 EXIT_AUTH = 7        # no credentials found
+EXIT_MONITOR = 8     # lost contact with a job while following it: its state is unknown (it may still run)
+EXIT_INTERRUPTED = 130  # Ctrl-C: we say where things stand (job created or not, how to follow or cancel)
 
 
 class CockpitError(Exception):

@@ -133,11 +133,17 @@ def _run_docker(argv: list[str], on_line: LineSink, cancel: threading.Event | No
         threading.Thread(target=_watch_cancel, args=(proc, cancel, cancelled), daemon=True).start()
     tail: deque[str] = deque(maxlen=40)
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.rstrip("\r\n")
-        tail.append(line)
-        on_line(line)
-    rc = proc.wait()
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip("\r\n")
+            tail.append(line)
+            on_line(line)
+        rc = proc.wait()
+    except BaseException:
+        # Ctrl-C (or any error) here: docker runs in its own session, so the terminal's SIGINT never
+        # reached it; stop it ourselves rather than leave a build or push running behind us.
+        _stop_group(proc)
+        raise
     if cancelled.is_set():
         raise CockpitError(f"docker {verb} of {uri} cancelled", EXIT_CANCELLED)
     if rc != 0:
@@ -148,12 +154,18 @@ def _watch_cancel(proc: subprocess.Popen, cancel: threading.Event, cancelled: th
     while proc.poll() is None:
         if cancel.wait(0.1):
             cancelled.set()
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+            _stop_group(proc)
             return
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM docker's process group, SIGKILL it if it has not gone 10 s later."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -3,7 +3,8 @@ Vertex AI CustomJob, then follow its logs until it ends.
 
 Exit codes (cockpit.errors): 0 only when the job SUCCEEDED; 1 failed; 3 cancelled; 4 API error at submit;
 5 image build/push; 6 estimate over cloud.max_cost_usd without --yes; 7 no credentials; 2 bad input;
-130 Ctrl-C while following (the job keeps running). `--dry-run` prints the CustomJob as the API's JSON on
+8 lost contact with the job while following (its state is unknown); 130 Ctrl-C, at any stage: we print
+whether a job was created, its id, and how to follow or cancel it (a followed job keeps running). `--dry-run` prints the CustomJob as the API's JSON on
 stdout (everything else goes to stderr) and touches no network; `--detach` prints the job id on stdout.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from cockpit.errors import EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError, one_line_errors
+from cockpit.errors import EXIT_COST, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CockpitError, one_line_errors
 from core.config import PRESETS_DIR
 
 REPO_ROOT = PRESETS_DIR.parent  # the docker build context: the image holds presets/ from here
@@ -87,30 +88,75 @@ def _submit(args: Any) -> int:
     uri = image_uri(cfg, _opt(args, "tag") or git_tag(REPO_ROOT))
     display_name = _opt(args, "display_name") or default_display_name(name)
     job_overrides = list(overrides)
-    if _opt(args, "upload_data", False):
-        job_overrides.append(_upload_data(cfg, name, say, dry_run))
-    job = build_custom_job(cfg, name, uri, job_overrides, display_name)
-    if dry_run:
-        print(custom_job_json(job))
-        return EXIT_OK
+    progress, backend = _Progress(), None
+    try:
+        if _opt(args, "upload_data", False):
+            progress.stage = "uploading the data"
+            job_overrides.append(_upload_data(cfg, name, say, dry_run))
+        job = build_custom_job(cfg, name, uri, job_overrides, display_name, catalog)
+        if dry_run:
+            print(custom_job_json(job))
+            return EXIT_OK
 
-    from cockpit.vertex import VertexBackend
+        from cockpit.vertex import VertexBackend
 
-    backend = VertexBackend(cfg)
-    backend.client  # resolve credentials now, not after a ten-minute image build  # noqa: B018
-    if not _opt(args, "no_build", False):
-        _build_and_push(uri, say)
-    info = backend.create(job)
-    say(f"submitted job {info.id} ({info.name})")
-    say(f"console: https://console.cloud.google.com/vertex-ai/locations/{backend.region}/training/"
-        f"{info.id}/cpu?project={backend.project}")
-    if detach:
-        print(info.id, flush=True)
-        say(f"follow it with: psa-cockpit logs {info.id} --follow")
-        return EXIT_OK
-    from cockpit.cli_cloud import follow_job
+        backend = VertexBackend(cfg)
+        backend.client  # resolve credentials now, not after a ten-minute image build  # noqa: B018
+        if not _opt(args, "no_build", False):
+            progress.stage = "building and pushing the image"
+            _build_and_push(uri, say)
+        progress.stage = "creating the job"
+        info = backend.create(job, on_request_id=progress.created_with)
+    except KeyboardInterrupt:
+        return _interrupted(progress, backend)
+    try:
+        say(f"submitted job {info.id} ({info.name})")
+        say(f"console: https://console.cloud.google.com/vertex-ai/locations/{backend.region}/training/"
+            f"{info.id}/cpu?project={backend.project}")
+        if detach:
+            print(info.id, flush=True)
+            say(f"follow it with: psa-cockpit logs {info.id} --follow")
+            return EXIT_OK
+        from cockpit.cli_cloud import follow_job
 
-    return follow_job(backend, info.id)
+        return follow_job(backend, info.id)  # it reports a Ctrl-C while following itself
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: job {info.id} was created and keeps running; follow it with: psa-cockpit logs "
+              f"{info.id} --follow; cancel it with: psa-cockpit cancel {info.id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+class _Progress:
+    """Where a submit is, for the Ctrl-C report."""
+
+    def __init__(self) -> None:
+        self.stage = "checking the preset"
+        self.request_id = ""
+
+    def created_with(self, request_id: str) -> None:
+        self.request_id = request_id
+
+
+def _interrupted(progress: _Progress, backend: Any) -> int:
+    """Ctrl-C before the job id was known: say whether a job exists, and how to follow or cancel it."""
+    where = f"interrupted while {progress.stage}"
+    if not progress.request_id or backend is None:
+        print(f"\n{where}; no job was created", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    from cockpit.vertex import REQUEST_LABEL
+
+    try:
+        found = backend.find_by_request_id(progress.request_id)
+    except (CockpitError, KeyboardInterrupt):
+        print(f"\n{where}; could not check whether it was created: look for the label "
+              f"{REQUEST_LABEL}={progress.request_id} with psa-cockpit jobs", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if found is None:
+        print(f"\n{where}; no job was created", file=sys.stderr)
+    else:
+        print(f"\n{where}: job {found.id} was created ({found.state}); follow it with: psa-cockpit logs "
+              f"{found.id} --follow; cancel it with: psa-cockpit cancel {found.id}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _check_baked(preset_path: Path, say: _Say) -> None:

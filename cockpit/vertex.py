@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +20,16 @@ from core.config import Config, parse_duration
 
 COCKPIT_LABEL = "psa-cockpit"   # every job this tool submits carries psa-cockpit=1; `list` filters on it
 PRESET_LABEL = "psa-preset"
+# One random id per submit, as a label: before a create is retried we look for a job carrying it, so a
+# create that reached the service but whose answer was lost never becomes a second paid job.
+REQUEST_LABEL = "psa-request-id"
+CREATE_DEADLINE_S = 60.0        # per CreateCustomJob attempt
+CREATE_ATTEMPTS = 4
+# Transient errors (UNAVAILABLE, DEADLINE_EXCEEDED) of reads are retried with exponential backoff by
+# google.api_core's Retry for up to RETRY_TIMEOUT_S; tests shrink these.
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 30.0
+RETRY_TIMEOUT_S = 300.0
 TRAIN_MODULE = "core.train"     # the image's ENTRYPOINT is ["python", "-m", "core.train"]
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -211,6 +222,16 @@ class VertexBackend:
     def resource_name(self, job_id: str) -> str:
         return job_id if job_id.startswith("projects/") else f"{self.parent}/customJobs/{job_id}"
 
+    def find_by_request_id(self, request_id: str) -> JobInfo | None:
+        """The job this tool created with `request_id` (REQUEST_LABEL), or None when there is none."""
+        from google.cloud import aiplatform_v1 as v1
+
+        request = v1.ListCustomJobsRequest(parent=self.parent,
+                                           filter=f'labels.{REQUEST_LABEL}="{request_id}"', page_size=10)
+        jobs = self._call("look up the job being created",
+                          lambda: list(self.client.list_custom_jobs(request=request, retry=_read_retry())))
+        return job_info(jobs[0], self.catalog) if jobs else None
+
     def _call(self, action: str, fn: Callable[[], Any]) -> Any:
         from google.api_core import exceptions as gexc
 
@@ -222,10 +243,39 @@ class VertexBackend:
             raise CockpitError(f"{action}: gave up retrying: {exc.cause or exc}", EXIT_SUBMIT) from None
 
     # ----- JobBackend ---------------------------------------------------------------------------------
-    def create(self, job: Any) -> JobInfo:
-        created = self._call("create custom job",
-                             lambda: self.client.create_custom_job(parent=self.parent, custom_job=job))
-        return job_info(created, self.catalog)
+    def create(self, job: Any, on_request_id: Callable[[str], None] | None = None) -> JobInfo:
+        """CreateCustomJob with a deadline; a transient failure is retried only after checking that no
+        job with this submit's request id exists (the first attempt may have created it).
+
+        `on_request_id(id)` is told the id before the first attempt (so a Ctrl-C can look the job up).
+        """
+        import time
+
+        from google.api_core import exceptions as gexc
+
+        request_id = job.labels.get(REQUEST_LABEL) or uuid.uuid4().hex
+        job.labels[REQUEST_LABEL] = request_id
+        self.last_request_id = request_id
+        if on_request_id:
+            on_request_id(request_id)
+        delay = RETRY_INITIAL_S
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                created = self.client.create_custom_job(parent=self.parent, custom_job=job,
+                                                        timeout=CREATE_DEADLINE_S, retry=None)
+                return job_info(created, self.catalog)
+            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as exc:
+                if attempt == CREATE_ATTEMPTS:
+                    raise api_error(f"create custom job (tried {attempt} times; no job labelled "
+                                    f"{REQUEST_LABEL}={request_id} was found)", exc) from None
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                found = self.find_by_request_id(request_id)
+                if found is not None:
+                    return found
+            except gexc.GoogleAPICallError as exc:
+                raise api_error("create custom job", exc) from None
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def submit(self, preset_path: Path, overrides: list[str] | None = None, *, image_uri: str = "",
                display_name: str = "", **_: Any) -> JobInfo:
@@ -238,7 +288,8 @@ class VertexBackend:
 
     def get(self, job_id: str) -> JobInfo:
         job = self._call(f"get job {job_id}",
-                         lambda: self.client.get_custom_job(name=self.resource_name(job_id)))
+                         lambda: self.client.get_custom_job(name=self.resource_name(job_id),
+                                                            retry=_read_retry()))
         return job_info(job, self.catalog)
 
     def list(self, page_size: int = 100) -> list[JobInfo]:
@@ -247,8 +298,8 @@ class VertexBackend:
         request = v1.ListCustomJobsRequest(parent=self.parent, filter=f'labels.{COCKPIT_LABEL}="1"',
                                            page_size=page_size)
 
-        def fetch_all() -> list[Any]:
-            return list(self.client.list_custom_jobs(request=request))  # the pager follows page tokens
+        def fetch_all() -> list[Any]:  # the pager follows page tokens
+            return list(self.client.list_custom_jobs(request=request, retry=_read_retry()))
 
         return [job_info(j, self.catalog) for j in self._call("list custom jobs", fetch_all)]
 
@@ -282,6 +333,16 @@ class VertexBackend:
             raise CockpitError(f"job {job_id}: nothing under {model_uri} (state {info.state}); "
                                "the model is exported when training finishes", 1)
         return Path(to)
+
+
+def _read_retry() -> Any:
+    """Reads (Get, List) retried on UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff."""
+    from google.api_core import exceptions as gexc
+    from google.api_core import retry as api_retry
+
+    return api_retry.Retry(
+        predicate=api_retry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+        initial=RETRY_INITIAL_S, maximum=RETRY_MAX_S, multiplier=2.0, timeout=RETRY_TIMEOUT_S)
 
 
 class StatePoller:

@@ -143,7 +143,8 @@ class CloudConfig:
     boot_disk_size_gb: int = _f(100, "boot disk size in GB", min=10)
     service_account: str = _f("", "service account email the job runs as (empty = Vertex default)")
     labels: dict = _f({}, "labels added to the job (string keys and values)")
-    max_cost_usd: float = _f(0.0, "refuse a submit whose estimate exceeds this (0 = no limit)", min=0.0)
+    max_cost_usd: float = _f(0.0, "refuse a submit whose estimate exceeds this, and stop the job before it "
+                                  "costs more (0 = no limit)", min=0.0)
     # Kept only so a preset that sets them gets a clear refusal (check_value), not "unknown key".
     vertex_endpoint: str = _f("", "refused when set: use the env var PSA_VERTEX_ENDPOINT")
     logging_endpoint: str = _f("", "refused when set: use the env var PSA_LOGGING_ENDPOINT")

@@ -263,6 +263,242 @@ def test_a_preset_saved_by_the_cockpit_stays_world_readable(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 5. Budget guard: real record counts, a timeout the budget pays for
+
+
+def _cloud_cfg(*overrides: str):
+    return load_preset("cloud", ["cloud.project=proj", "cloud.bucket=gs://my-bucket", *overrides])
+
+
+def test_estimate_counts_the_real_records_of_gs_splits(fake_gcs_bucket):
+    import json
+
+    from cockpit.catalog import load_catalog
+    from cockpit.estimate import estimate
+
+    doc = {"version": 1, "train": [{"id": f"c{i}"} for i in range(37)], "val": [{"id": "v"}] * 5, "test": []}
+    _put(fake_gcs_bucket, "data/real/splits.json", json.dumps(doc).encode())
+    cfg = _cloud_cfg(f"data.splits=gs://{fake_gcs_bucket}/data/real/splits.json", "data.synthetic_n=4000")
+    est = estimate(cfg, load_catalog())
+    assert (est.train_cards, est.val_cards) == (37, 5)
+
+
+def test_estimate_refuses_when_gs_splits_cannot_be_counted(fake_gcs_bucket):
+    from cockpit.catalog import load_catalog
+    from cockpit.estimate import estimate
+
+    cfg = _cloud_cfg(f"data.splits=gs://{fake_gcs_bucket}/data/none/splits.json")
+    with pytest.raises(CockpitError, match="cannot estimate.*not found") as err:
+        estimate(cfg, load_catalog())
+    assert "\n" not in str(err.value)
+
+
+def test_job_timeout_is_what_the_budget_buys_with_a_margin():
+    from cockpit.catalog import load_catalog
+    from cockpit.vertex import build_custom_job
+
+    catalog = load_catalog()
+    for spot in ("false", "true"):
+        cfg = _cloud_cfg("cloud.max_cost_usd=5", f"cloud.spot={spot}", "cloud.timeout=7d")
+        job = build_custom_job(cfg, "cloud", "img:t", [], "psa-x", catalog)
+        c = cfg.cloud
+        hourly = catalog.hourly_price(c.machine_type, c.accelerator_type, c.accelerator_count, c.region,
+                                      spot=c.spot)
+        hours = job.job_spec.scheduling.timeout.total_seconds() / 3600
+        assert hours * hourly <= 5 * 0.95          # never longer than the budget buys, with a margin
+        assert hours * hourly >= 5 * 0.8           # but not needlessly short
+
+
+def test_job_timeout_without_a_budget_is_the_presets():
+    from cockpit.vertex import build_custom_job
+
+    job = build_custom_job(_cloud_cfg("cloud.timeout=12h"), "cloud", "img:t", [], "psa-x")
+    assert job.job_spec.scheduling.timeout.total_seconds() == 12 * 3600
+
+
+@pytest.mark.parametrize("value", ["inf", "1e20s", "nan", "1e400"])
+def test_an_infinite_or_huge_timeout_is_a_one_line_error(tmp_path, value):
+    preset = tmp_path / "t.toml"
+    preset.write_text(f'extends = "cloud"\n[cloud]\ntimeout = "{value}"\n')
+    with pytest.raises(ConfigError, match="cloud.timeout") as err:
+        load_preset(preset)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. No duplicate paid jobs; transient errors retried; Ctrl-C says where things stand
+
+
+@pytest.fixture
+def vertex_env(tmp_path, monkeypatch, fake_vertex):
+    """No Google credentials; the fake Vertex/Logging services; retries shrunk to keep tests fast."""
+    from cockpit import vertex
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.setenv("PSA_STATE_POLL_S", "0.05")
+    monkeypatch.setattr(vertex, "RETRY_INITIAL_S", 0.01)
+    monkeypatch.setattr(vertex, "RETRY_MAX_S", 0.05)
+    monkeypatch.chdir(tmp_path)
+    preset = tmp_path / "mytest.toml"
+    preset.write_text('extends = "cloud"\n[training]\nphase1_epochs = 1\nphase2_epochs = 1\n'
+                      '[cloud]\nproject = "test-project"\nbucket = "gs://test-bucket"\n')
+    return fake_vertex, preset
+
+
+def _backend_and_job(preset):
+    from cockpit.vertex import VertexBackend, build_custom_job
+
+    cfg = load_preset(preset)
+    return VertexBackend(cfg), build_custom_job(cfg, "mytest", "img:t", [], "psa-mytest-x")
+
+
+def test_a_create_whose_answer_was_lost_is_not_created_twice(vertex_env):
+    import grpc
+
+    fake, preset = vertex_env
+    fake.create_errors_after_create = [grpc.StatusCode.UNAVAILABLE]
+    backend, job = _backend_and_job(preset)
+    info = backend.create(job)
+    assert len(fake.jobs) == 1                                  # one paid job, not two
+    assert info.resource_name == next(iter(fake.jobs.values())).name
+    assert [kind for kind, _ in fake.requests].count("create") == 1
+
+
+def test_a_create_that_never_reached_the_service_is_retried(vertex_env):
+    import grpc
+
+    fake, preset = vertex_env
+    fake.create_errors_before_create = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED]
+    backend, job = _backend_and_job(preset)
+    info = backend.create(job)
+    assert len(fake.jobs) == 1 and info.id in fake.jobs
+
+
+def test_create_carries_a_deadline_and_a_request_id_label(vertex_env):
+    from cockpit.vertex import CREATE_DEADLINE_S, REQUEST_LABEL
+
+    fake, preset = vertex_env
+    backend, job = _backend_and_job(preset)
+    backend.create(job)
+    (deadline,) = fake.create_deadlines
+    assert deadline is not None and 0 < deadline <= CREATE_DEADLINE_S
+    assert len(fake.received[0].labels[REQUEST_LABEL]) >= 16
+
+
+def test_following_rides_out_transient_get_errors(vertex_env):
+    import grpc
+
+    from cockpit.cli_cloud import follow_job
+
+    fake, preset = vertex_env
+    backend, job = _backend_and_job(preset)
+    info = backend.create(job)
+    fake.get_errors = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                       grpc.StatusCode.UNAVAILABLE]
+    assert follow_job(backend, info.id, state_poll_s=0.05) == 0
+    assert fake.get_errors == []
+
+
+def test_losing_contact_while_following_never_looks_like_a_failed_job(vertex_env, monkeypatch, capsys):
+    import grpc
+
+    from cockpit import vertex
+    from cockpit.cli_cloud import follow_job
+    from cockpit.errors import EXIT_FAILED, EXIT_MONITOR
+
+    fake, preset = vertex_env
+    monkeypatch.setattr(vertex, "RETRY_TIMEOUT_S", 0.3)
+    backend, job = _backend_and_job(preset)
+    info = backend.create(job)
+    fake.get_errors = [grpc.StatusCode.UNAVAILABLE] * 10_000
+    code = follow_job(backend, info.id, state_poll_s=0.05)
+    assert code == EXIT_MONITOR != EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"psa-cockpit logs {info.id} --follow" in err and "may still be running" in err
+
+
+def _submit_in_child(tmp_path, preset, *extra: str) -> subprocess.Popen:
+    # A shell starts background jobs with SIGINT ignored; a user's terminal has the default handler.
+    driver = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from cockpit.cli import main; "
+              f"sys.exit(main(['--submit', {str(preset)!r}, '--tag', 't1', *{list(extra)!r}]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{ROOT / 'tests' / 'bin'}{os.pathsep}"
+           f"{os.environ['PATH']}", "DOCKER_STUB_PIDFILE": str(tmp_path / "docker.pids")}
+    return subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(predicate, what: str, timeout_s: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_while_following_names_the_job_and_how_to_follow_or_cancel(vertex_env, tmp_path):
+    import signal
+
+    fake, preset = vertex_env
+    fake.running_gets = 100_000
+    proc = _submit_in_child(tmp_path, preset, "--no-build")
+    for line in proc.stdout:
+        if line.startswith("submitted job"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    (job_id,) = fake.jobs
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"psa-cockpit logs {job_id} --follow" in err and f"psa-cockpit cancel {job_id}" in err
+
+
+def test_ctrl_c_while_creating_says_the_job_exists_with_its_id(vertex_env, tmp_path):
+    import signal
+
+    fake, preset = vertex_env
+    fake.create_delay_s = 5.0
+    proc = _submit_in_child(tmp_path, preset, "--no-build")
+    _wait_for(lambda: fake.jobs, "the job to be created")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    (job_id,) = fake.jobs
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"job {job_id} was created" in err and f"psa-cockpit cancel {job_id}" in err
+
+
+def test_ctrl_c_during_the_image_build_stops_docker_and_creates_no_job(vertex_env, tmp_path, monkeypatch):
+    import signal
+
+    fake, preset = vertex_env
+    monkeypatch.setenv("DOCKER_STUB_MODE", "slow")
+    monkeypatch.setenv("DOCKER_STUB_NO_MANIFEST", "1")
+    proc = _submit_in_child(tmp_path, preset)
+    for line in proc.stdout:
+        if "downloading" in line:     # the stand-in docker is mid-build
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted while building and pushing the image; no job was created" in err
+    assert fake.jobs == {}
+    pids = [int(p) for p in (tmp_path / "docker.pids").read_text().split()]
+    _wait_for(lambda: not any(_alive(p) for p in pids), "docker to stop", 20)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # 11 and 13 (one-liners): torch version floor, .gitignore
 
 

@@ -6,6 +6,8 @@ moves each job one state per GetCustomJob: QUEUED -> PENDING -> RUNNING (held fo
 `outcomes[job_id]`, for the next jobs with `default_outcome`, or by the job's label `fake-outcome`.
 CancelCustomJob moves a job to CANCELLING, and the next Get to CANCELLED. When a FakeLogging is attached,
 a job entering RUNNING writes `log_script` (text lines or metric dicts) as its log entries.
+Failures for retry tests: `create_errors_after_create` (the job exists but the answer is lost),
+`create_errors_before_create`, `get_errors` (each code used once), `create_delay_s`.
 """
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ class FakeVertex(InProcessGrpcServer):
     log_script: list = field(default_factory=list)  # str (textPayload) or dict (jsonPayload) per entry
     error_message: str = "The replica workerpool0-0 exited with a non-zero status of 1."
     create_error: grpc.StatusCode | None = None      # refuse CreateCustomJob with this code
+    # issue 12: lost answers and flaky reads. Each code is used once, in order.
+    create_errors_after_create: list = field(default_factory=list)  # job created, then the call fails
+    create_errors_before_create: list = field(default_factory=list)  # the call fails, nothing created
+    create_delay_s: float = 0.0                       # create the job, then take this long to answer
+    get_errors: list = field(default_factory=list)    # GetCustomJob fails with these before answering
+    create_deadlines: list = field(default_factory=list)  # seconds the client allowed, per create
     received: list[CustomJob] = field(default_factory=list)   # as sent by the client
     jobs: dict[str, CustomJob] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -103,10 +111,24 @@ class FakeVertex(InProcessGrpcServer):
 
     # ----- RPCs ---------------------------------------------------------------------------------------
     def _create(self, request: CreateCustomJobRequest, context) -> CustomJob:
+        job = self._create_job(request, context)
+        if self.create_delay_s:
+            import time
+
+            time.sleep(self.create_delay_s)
+        with self._lock:
+            if self.create_errors_after_create:
+                context.abort(self.create_errors_after_create.pop(0), "the answer was lost (fake)")
+        return job
+
+    def _create_job(self, request: CreateCustomJobRequest, context) -> CustomJob:
         with self._lock:
             self.requests.append(("create", request))
+            self.create_deadlines.append(context.time_remaining())
             if self.create_error is not None:
                 context.abort(self.create_error, "create refused by the fake")
+            if self.create_errors_before_create:
+                context.abort(self.create_errors_before_create.pop(0), "service unavailable (fake)")
             self.received.append(CustomJob(request.custom_job))
             job = CustomJob(request.custom_job)
             job_id = str(next(self._ids))
@@ -125,6 +147,8 @@ class FakeVertex(InProcessGrpcServer):
     def _get(self, request: GetCustomJobRequest, context) -> CustomJob:
         with self._lock:
             self.requests.append(("get", request))
+            if self.get_errors:
+                context.abort(self.get_errors.pop(0), "transient failure (fake)")
             job_id = self._job_id(request.name, context)
             self._advance(job_id)
             return CustomJob(self.jobs[job_id])
