@@ -6,6 +6,7 @@ Workers only read bytes and hand out uint8 tensors; normalisation and augmentati
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -25,15 +26,21 @@ class ImageError(ValueError):
     """An image could not be decoded; the message names the file and the record id."""
 
 
-def load_card_image(path: str, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
-    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3."""
-    local = storage.local_copy(path, cache_dir or None) if storage.is_gcs(path) else path
+def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
+    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3.
+
+    `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
+    """
+    if isinstance(path, bytes):
+        local, path = io.BytesIO(path), f"<{len(path)} bytes>"
+    else:
+        local = storage.local_copy(path, cache_dir or None) if storage.is_gcs(path) else path
     try:
         with Image.open(local) as im:
             im = ImageOps.exif_transpose(im).convert("RGB")
             im = ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND)
             return np.array(im, dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         who = f" (record {record_id})" if record_id else ""
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 

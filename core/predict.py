@@ -5,29 +5,10 @@ import argparse
 import json
 import sys
 
-import torch
-
 from core import storage
-from core.data import ImageError, load_card_image, normalize_on_device
-from core.export import ExportError, load_exported
-
-
-@torch.no_grad()
-def predict_card(model, config: dict, front: str, back: str) -> dict:
-    size = tuple(config["image_size"])
-    images = {side: torch.from_numpy(load_card_image(path, size)).permute(2, 0, 1).unsqueeze(0)
-              for side, path in (("front", front), ("back", back))}
-    sides = config.get("sides", ["front", "back"])
-    out = model(**{s: normalize_on_device(images[s], False) for s in sides})
-    probs = torch.softmax(out["logits"].float(), dim=1)[0]
-    c = out["centering"][0].tolist()
-    return {
-        "grade": int(probs.argmax()) + 1,
-        "expected_grade": float((probs * torch.arange(1, 11)).sum()),
-        "probabilities": {str(g): round(float(p), 4) for g, p in zip(range(1, 11), probs)},
-        "edge_damage": round(float(out["edge"][0]), 4),
-        "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
-    }
+from core.data import ImageError
+from core.export import ExportError
+from core.inference import load_model, predict_card  # the one prediction path, shared with core.serve
 
 
 def _ratio(share: float) -> str:
@@ -48,13 +29,13 @@ def format_prediction(p: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.predict", description=__doc__)
-    p.add_argument("--model", required=True, help="exported model directory")
+    p.add_argument("--model", required=True, help="exported model directory (local or gs://)")
     p.add_argument("front", help="front scan (local path or gs://)")
     p.add_argument("back", help="back scan (local path or gs://)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
     try:
-        model, config = load_exported(args.model)
+        model, config = load_model(args.model)
         result = predict_card(model, config, args.front, args.back)
     except (ExportError, ImageError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

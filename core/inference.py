@@ -1,0 +1,81 @@
+"""The one prediction path: `core.predict` (one card from the command line) and `core.serve` (HTTP) both
+grade through `predict_cards`, so a served grade is exactly the grade the command line prints.
+
+Images go through `core.data.load_card_image`, the decode/letterbox that training and evaluation use,
+and `normalize_on_device`, the normalisation they use; an image may be a local path, a gs:// path or
+the encoded file's bytes (an upload).
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence, Union
+
+import torch
+
+from core.data import ImageError, load_card_image, normalize_on_device
+from core.export import load_exported
+
+ImageSource = Union[str, bytes, os.PathLike]
+SIDES = ("front", "back")
+
+
+def load_model(model_dir: str, device: str | torch.device = "cpu"):
+    """(model in eval mode, config) from an export directory, local or gs:// (see core/export.py)."""
+    return load_exported(str(model_dir), device)
+
+
+def model_sides(config: dict) -> list[str]:
+    """The scans the model reads: ["front", "back"], or ["back"] for a back-only (phase 1) model."""
+    return list(config.get("sides", list(SIDES)))
+
+
+def preprocess(config: dict, card: Mapping[str, ImageSource | None],
+               sides: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """{side: uint8 1x3xHxW} for the sides the model reads (or `sides`); ImageError names a bad image."""
+    size = tuple(config["image_size"])
+    out = {}
+    for side in sides or model_sides(config):
+        src = card.get(side)
+        if src is None:
+            raise ImageError(f"missing the {side} scan (this model reads: {', '.join(model_sides(config))})")
+        src = src if isinstance(src, bytes) else os.fspath(src)
+        out[side] = torch.from_numpy(load_card_image(src, size)).permute(2, 0, 1).unsqueeze(0)
+    return out
+
+
+@torch.no_grad()
+def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]) -> list[dict]:
+    """Grade preprocessed cards (`preprocess` outputs) in one forward pass; one field dict per card.
+
+    The fields are what `python -m core.predict --json` prints and core.serve returns: grade,
+    expected_grade, probabilities (grade -> p), edge_damage, centering (front/back: left-right and
+    top-bottom shares). This is the only place they are computed.
+    """
+    sides = model_sides(config)
+    device = next(model.parameters()).device
+    batch = {s: normalize_on_device(torch.cat([c[s] for c in cards]).to(device), False) for s in sides}
+    out = model(**batch)
+    probs = torch.softmax(out["logits"].float(), dim=1).cpu()
+    edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
+    grades = torch.arange(1, probs.shape[1] + 1)
+    results = []
+    for i in range(len(cards)):
+        p, c = probs[i], centering[i].tolist()
+        results.append({
+            "grade": int(p.argmax()) + 1,
+            "expected_grade": float((p * grades).sum()),
+            "probabilities": {str(g): round(float(q), 4) for g, q in zip(grades.tolist(), p)},
+            "edge_damage": round(float(edge[i]), 4),
+            "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
+        })
+    return results
+
+
+def predict_cards(model, config: dict, cards: Sequence[Mapping[str, ImageSource | None]]) -> list[dict]:
+    """Grade cards given as {"front": path|bytes, "back": path|bytes}: preprocess, then one batch."""
+    return grade_batch(model, config, [preprocess(config, card) for card in cards])
+
+
+def predict_card(model, config: dict, front: ImageSource | None, back: ImageSource) -> dict:
+    """One card: `predict_cards` with a batch of one."""
+    return predict_cards(model, config, [{"front": front, "back": back}])[0]

@@ -1,0 +1,42 @@
+"""core.inference: the one prediction path of core.predict and core.serve."""
+from pathlib import Path
+
+import pytest
+
+from core.data import ImageError
+from core.inference import load_model, predict_card, predict_cards
+from tests.fixtures_core import export_random_model
+
+
+def test_bytes_and_paths_grade_identically(tiny_model_dir, card_scans):
+    model, config = load_model(tiny_model_dir)
+    front, back = card_scans[0]
+    from_paths = predict_card(model, config, front, back)
+    from_bytes = predict_card(model, config, Path(front).read_bytes(), Path(back).read_bytes())
+    assert from_paths == from_bytes
+    assert set(from_paths) == {"grade", "expected_grade", "probabilities", "edge_damage", "centering"}
+    assert list(from_paths["probabilities"]) == [str(g) for g in range(1, 11)]
+
+
+def test_a_batch_grades_each_card_as_alone(tiny_model_dir, card_scans):
+    model, config = load_model(tiny_model_dir)
+    batch = predict_cards(model, config, [{"front": f, "back": b} for f, b in card_scans])
+    alone = [predict_card(model, config, f, b) for f, b in card_scans]
+    assert [r["grade"] for r in batch] == [r["grade"] for r in alone]
+    for got, want in zip(batch, alone):
+        assert got["expected_grade"] == pytest.approx(want["expected_grade"], abs=1e-4)
+    assert batch[0]["expected_grade"] != batch[1]["expected_grade"]  # different cards, different outputs
+
+
+def test_back_only_model_needs_no_front(tmp_path, card_scans):
+    model, config = load_model(export_random_model(tmp_path / "m", sides=("back",)))
+    result = predict_card(model, config, None, card_scans[0][1])
+    assert 1 <= result["grade"] <= 10
+
+
+def test_missing_side_and_undecodable_bytes_name_the_problem(tiny_model_dir, card_scans):
+    model, config = load_model(tiny_model_dir)
+    with pytest.raises(ImageError, match="missing the front scan"):
+        predict_card(model, config, None, card_scans[0][1])
+    with pytest.raises(ImageError, match="cannot decode image"):
+        predict_card(model, config, b"not a jpeg", card_scans[0][1])
