@@ -1,11 +1,14 @@
-# The training image: runs `python -m core.train` exactly as it runs locally, and nothing else.
-# The cockpit (TUI, Vertex/Logging SDKs) never goes in here; it drives this image from outside.
+# Two images from one base, as two targets:
+#   train (the default, last stage): runs `python -m core.train` exactly as it runs locally, nothing else;
+#   serve (`docker build --target serve`): `python -m core.serve`, the prediction server in the Vertex AI
+#          custom-container contract (README "Serve the grader").
+# The cockpit (TUI, Vertex/Logging SDKs) never goes in either; it drives them from outside.
 #
 # Base: PyTorch 2.8.0 + CUDA 12.8 + cuDNN 9 (Python 3.11, torch, torchvision, numpy, pillow included).
 # Its cu128 build carries kernels for sm_70..sm_120, i.e. every GPU in the catalog from V100 and T4
 # through L4, A100, H100/H200 to B200 (P100, sm_60, is not covered). Bump the tag deliberately:
 # torch >= 2.11 cu128 builds drop Volta.
-FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime
+FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime AS base
 
 # Unbuffered so every metric line reaches Cloud Logging the moment it is printed.
 ENV PYTHONUNBUFFERED=1 \
@@ -39,6 +42,17 @@ RUN chmod -R a+rX,go-w pyproject.toml README.md core presets \
     && rm -rf build ./*.egg-info \
     && python -c "import core.train"
 
+# ---- serve: the `serve` extra (pinned) on top of the same code; Vertex AI sets AIP_HTTP_PORT,
+# AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE and AIP_STORAGE_URI (the Model's artifacts), which core.serve reads.
+FROM base AS serve
+RUN python -m pip install --no-cache-dir "starlette==1.10.0" "uvicorn==0.55.0" \
+    && python -c "import core.serve, starlette, uvicorn"
+USER 10001
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "core.serve"]
+
+# ---- train: the default target (last stage), what `docker build` without --target produces.
+FROM base AS train
 USER 10001
 
 ENTRYPOINT ["python", "-m", "core.train"]

@@ -12,8 +12,8 @@ PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[cockpit,gcs,test]' 2>&1 | $(PIP_QUIET)
-	$(BIN)/python -c "import torch, torchvision, textual"   # fail here, not mid-run
+	$(BIN)/pip install -q -e '.[cockpit,gcs,serve,test]' 2>&1 | $(PIP_QUIET)
+	$(BIN)/python -c "import torch, torchvision, textual, starlette, uvicorn"   # fail here, not mid-run
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -35,7 +35,7 @@ def _tool(name: str) -> str:
     return found
 
 
-def _instructions() -> list[tuple[str, str]]:
+def _all_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined, comments dropped."""
     out, pending = [], ""
     for line in DOCKERFILE.read_text().splitlines():
@@ -50,8 +50,37 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
-def _args_of(instruction: str) -> list[str]:
-    return [rest for word, rest in _instructions() if word == instruction]
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions, FROM first; the last stage is also keyed "" (the default target)."""
+    stages: dict[str, list] = {}
+    current: list = []
+    for word, rest in _all_instructions():
+        if word == "FROM":
+            current = []
+            parts = rest.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else f"#{len(stages)}"
+            stages[name] = current
+        current.append((word, rest))
+    stages[""] = current
+    return stages
+
+
+def _instructions(target: str = "") -> list[tuple[str, str]]:
+    """What an image of `target` (default: the default target) runs: its stage after the stages it is
+    built FROM; the one FROM kept is the external base image's, without its `AS name`."""
+    stages = _stages()
+    chain = []
+    stage = stages[target]
+    while True:
+        base = stage[0][1].split()[0]
+        chain = stage[1:] + chain
+        if base not in stages:
+            return [("FROM", base)] + chain
+        stage = stages[base]
+
+
+def _args_of(instruction: str, target: str = "") -> list[str]:
+    return [rest for word, rest in _instructions(target) if word == instruction]
 
 
 def _index_of(predicate) -> int:
@@ -332,6 +361,95 @@ def test_entrypoint_runs_as_the_runtime_user_on_a_preset_the_cockpit_saved():
         assert (base / "model" / "psa_dual_branch_config.json").is_file()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The serving target (`docker build --target serve`): python -m core.serve, README "Serve the grader"
+
+
+def test_serve_target_runs_the_prediction_server_as_non_root_on_the_same_base():
+    (entry,) = _args_of("ENTRYPOINT", "serve")
+    assert json.loads(entry) == ["python", "-m", "core.serve"]
+    assert _args_of("FROM", "serve") == _args_of("FROM")  # the same pinned base as training
+    assert _args_of("USER", "serve")[-1].split(":")[0] not in ("root", "0")
+    assert not _args_of("CMD", "serve")  # the model comes from AIP_STORAGE_URI, set by Vertex AI
+
+
+def test_serve_target_installs_only_pinned_server_libraries():
+    runs = " ".join(_args_of("RUN", "serve"))
+    for banned in ("textual", "aiplatform", "google-cloud-logging", "torch==", "torchvision"):
+        assert banned not in runs, banned
+    assert re.search(r'"starlette==[\d.]+"', runs) and re.search(r'"uvicorn==[\d.]+"', runs)
+
+
+def test_the_default_target_is_still_the_trainer():
+    assert list(_stages())[-2] == "train"  # docker build without --target builds the last stage
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, dict | None]:
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def test_serve_entrypoint_answers_health_and_predict_as_vertex_calls_it(tmp_path, tiny_model_dir, card_scans):
+    """The serve target's entrypoint, run as Vertex AI runs it: only what the image copies, the model from
+    AIP_STORAGE_URI, port and routes from AIP_* variables; /health turns 200 and a predict round-trips."""
+    import base64
+    import time
+
+    app = tmp_path / "app"
+    app.mkdir()
+    for name in _image_copy_sources():
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, app / name)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HOME=str(tmp_path / "home"), AIP_HTTP_PORT=str(port), AIP_STORAGE_URI=tiny_model_dir,
+               AIP_HEALTH_ROUTE="/v1/health", AIP_PREDICT_ROUTE="/v1/models/grader:predict")
+    (entry,) = _args_of("ENTRYPOINT", "serve")
+    argv = [sys.executable if a == "python" else a for a in json.loads(entry)] + ["--host", "127.0.0.1"]
+    proc = subprocess.Popen(argv, cwd=app, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status, _ = _http(base + "/v1/health")
+            except OSError:
+                status = 0
+            if status == 200 or proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 200, proc.stdout.read() if proc.poll() is not None else "no 200 from /v1/health"
+        front, back = card_scans[0]
+        instance = {side: {"b64": base64.b64encode(Path(p).read_bytes()).decode()}
+                    for side, p in (("front", front), ("back", back))}
+        status, reply = _http(base + "/v1/models/grader:predict", {"instances": [instance]})
+        assert status == 200
+        (prediction,) = reply["predictions"]
+        assert 1 <= prediction["grade"] <= 10 and len(prediction["probabilities"]) == 10
+        assert _http(base + "/v1/models/grader:predict", {"instances": [{}]})[0] == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # ---------------------------------------------------------------------------------------------------------
