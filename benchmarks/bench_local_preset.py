@@ -1,7 +1,7 @@
 """The whole local preset, end to end: wall time, samples/s and the final test metrics.
 
 Runs `python -m core.train --preset local --log-format json` (plus any --set overrides) in a subprocess,
-reads its metric lines (DESIGN.md §4) and prints one table: wall time, median samples/s of the epochs
+reads its metric lines (docs/design.md §4) and prints one table: wall time, median samples/s of the epochs
 per phase, test QWK, MAE, exact and within-one accuracy. The real preset takes about 15 minutes on a
 2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check the plumbing.
 

@@ -247,7 +247,7 @@ class BareLoop:
 class CoreLoop:
     """core.train.Trainer's real epoch loop (Trainer.train_epoch): its DataLoader over the cached JPEG set,
     on-device normalisation (and augmentation for core+aug), AMP, clipping, the LR schedule, the
-    preemption check and its bookkeeping. The phase context is built as Trainer.train_phase builds it;
+    preemption check and its bookkeeping. The phase plan is built as Trainer.train_phase builds it;
     evaluation and checkpoints between epochs are not part of the training rate and are left out."""
 
     def __init__(self, s: Setup, splits: Path, precision: str, augment: bool, work: Path):
@@ -256,8 +256,9 @@ class CoreLoop:
         from core.config import load_preset
         from core.early_stopping import EarlyStopping
         from core.events import EventWriter
+        from core.sampling import EpochOrder
         from core.schedulers import get_scheduler
-        from core.train import ListSampler, PhaseContext, Trainer
+        from core.train import PhasePlan, Trainer
 
         self.s, self.name = s, "core+aug" if augment else "core"
         cfg = load_preset("local", core_overrides(s, splits, work / self.name, precision, augment))
@@ -265,15 +266,15 @@ class CoreLoop:
         tr.events = EventWriter("json", enabled=False)  # the benchmark prints its own table
         tr.setup()
         t = cfg.training
-        sides, _, lr = tr._phase_settings(2)
+        sides, lr = ("front", "back"), t.lr_phase2
         optimizer = torch.optim.AdamW([p for p in tr.model.parameters() if p.requires_grad], lr=lr,
                                       weight_decay=t.weight_decay, fused=tr.device.type == "cuda")
         scheduler = get_scheduler(t.scheduler, optimizer, 0, 10 ** 6)
         stopper = EarlyStopping(enabled=False)
-        sampler = ListSampler()
-        loader = tr._loader(tr.datasets["train"][sides], sampler, t.batch_size, drop_last=True)
-        self.ctx = PhaseContext(2, sides, 10 ** 6, s.steps, tr._wrap(tr.model), optimizer, scheduler, stopper,
-                                sampler, loader)
+        order = EpochOrder()
+        loader = tr._loader(tr.datasets["train"][sides], order, drop_last=True)
+        self.plan = PhasePlan(2, sides, 10 ** 6, s.steps, tr._wrap(tr.model), optimizer, scheduler, stopper,
+                              order, loader)
         self.epoch = 0
         self.measure()  # warm-up epoch (the first one also pays for persistent workers' start)
 
@@ -283,7 +284,7 @@ class CoreLoop:
         self.epoch += 1
         self.trainer.pos = Position(phase=2, epoch=self.epoch)
         t0, c0 = time.perf_counter(), time.process_time()
-        self.trainer.train_epoch(self.ctx)
+        self.trainer.train_epoch(self.plan)
         sync(self.trainer.device)
         return rates(self.s.steps * self.s.batch_size, t0, c0)
 
@@ -451,7 +452,7 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
 
 def choose_precision(s: Setup, splits: Path) -> tuple[str, dict]:
     """`auto`: on CUDA bf16 where supported, else fp16; on CPU the faster of fp32 and bf16, measured
-    on the bare loop (DESIGN.md §9: bf16 helps resnet18 4-8x on this CPU, mobilenet_v3 prefers fp32)."""
+    on the bare loop (docs/design.md §9: bf16 helps resnet18 4-8x on this CPU, mobilenet_v3 prefers fp32)."""
     import torch
 
     if s.precision != "auto":

@@ -10,7 +10,7 @@
    line's signal_to_saved_s / save_s. It includes finishing the step in progress: on a CPU a resnet50
    step is seconds long, on a GPU it is milliseconds, so there it is about the save time.
 
-A Spot VM has about 30 s from the signal to power-off (DESIGN.md §5); both numbers must stay well under.
+A Spot VM has about 30 s from the signal to power-off (docs/design.md §5); both numbers must stay well under.
 Usage: python benchmarks/checkpoint_timing.py [--repeats 3] [--gcs] [--skip-signal] [--device cpu|cuda]
 """
 from __future__ import annotations

@@ -68,7 +68,7 @@ class LogLine:
 
 @dataclass
 class MetricEvent:
-    """A parsed metric line (DESIGN.md §4). Missing numeric fields are None."""
+    """A parsed metric line (docs/design.md §4). Missing numeric fields are None."""
     event: str
     message: str = ""
     phase: int | None = None

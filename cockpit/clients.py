@@ -9,7 +9,7 @@ an insecure channel and anonymous credentials, so tests and local emulators need
 else uses Application Default Credentials; when there are none the caller gets one line with the
 `gcloud` command that fixes it, never a traceback.
 
-The SDKs are imported inside the functions: `aiplatform_v1` alone costs about 0.9 s (DESIGN.md §8).
+The SDKs are imported inside the functions: `aiplatform_v1` alone costs about 0.9 s (docs/design.md §8).
 """
 from __future__ import annotations
 

@@ -268,7 +268,7 @@ def _gcs_record_counts(cfg: Config, uri: str) -> tuple[int, int]:
         except gexc.GoogleAPICallError as exc:
             why = f"Cloud Storage error {exc.code}"
         except (ValueError, KeyError, TypeError, AttributeError):
-            why = "not a splits.json (DESIGN.md §1)"
+            why = "not a splits.json (docs/design.md §1)"
     except (CockpitError, ImportError) as exc:
         why = str(exc)
     if not why and not (isinstance(train, list) and isinstance(val, list)):

@@ -107,7 +107,7 @@ def upload_dir(local_dir: str | os.PathLike, gs_uri: str,
     return uploaded, skipped
 
 
-# Written last by a pull: the export's config is what marks a model folder complete (DESIGN.md §3), so a
+# Written last by a pull: the export's config is what marks a model folder complete (docs/design.md §3), so a
 # pull interrupted midway never leaves a folder that looks like a finished model.
 COMPLETE_MARKER = "psa_dual_branch_config.json"
 

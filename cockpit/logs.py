@@ -1,6 +1,6 @@
 """Live Cloud Logging tail of a Vertex AI job, with reconnects, de-duplication and a polling fallback.
 
-Facts this relies on (DESIGN.md §6, §8):
+Facts this relies on (docs/design.md §6, §8):
 - TailLogEntries streams only entries written after the session opens, at most 10 sessions per project,
   and there is no reconnect in the client library. So every (re)connect opens the stream first and then
   lists what was written meanwhile (since the last seen timestamp minus an overlap); duplicates are

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import re
 import tempfile
 import time
@@ -16,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core import storage
@@ -136,6 +138,25 @@ def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
     return best
 
 
+def resume_point(resume: str, checkpoint_dir: str, signature: dict, warn=print, info=print) -> tuple[str, dict] | None:
+    """(path, state) of the training checkpoint output.resume names ("auto": the newest one that loads
+    in checkpoint_dir), or None to start fresh. A checkpoint of another architecture is refused."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        found = find_resumable(checkpoint_dir, warn=warn)
+        if found is None:
+            info(f"no checkpoint in {checkpoint_dir}: starting fresh")
+            return None
+        path, state = found
+    else:
+        path, state = resume, load(resume)
+    if "global_step" not in state:
+        raise CheckpointError(f"{path}: not a training checkpoint (use it with core.evaluate instead)")
+    check_model_config(state["model_signature"], signature, path)
+    return path, state
+
+
 def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE) -> list[str]:
     """Delete all but the newest `keep_last` checkpoints matching pattern. Returns what was deleted."""
     try:
@@ -155,3 +176,30 @@ def check_model_config(saved: dict, current: dict, path: str) -> None:
     if diff:
         shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs preset {current.get(k)!r}" for k in diff[:4])
         raise CheckpointError(f"{path}: checkpoint was made with a different model config ({shown})")
+
+
+def rng_state() -> dict:
+    """This process's generators (python, numpy, torch, cuda), as tensors and tuples weights_only loads."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(all_rng: list, rank: int) -> None:
+    """Set the generators to what rank `rank` saved (rank 0's when the run had fewer ranks)."""
+    rng = all_rng[rank] if rank < len(all_rng) else all_rng[0]
+    random.setstate(_as_tuple(rng["python"]))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _as_tuple(x):
+    # random.setstate wants nested tuples; a checkpoint may hand back lists.
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

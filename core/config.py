@@ -265,7 +265,7 @@ def check_value(spec: FieldSpec, value: Any, where: str) -> Any:
     return value
 
 
-MAX_DURATION_S = 30 * 86400.0  # far above any sane training job; the Vertex default is 7d (DESIGN.md §5)
+MAX_DURATION_S = 30 * 86400.0  # far above any sane training job; the Vertex default is 7d (docs/design.md §5)
 
 
 def parse_duration(text: str, name: str = "timeout") -> float:

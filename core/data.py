@@ -16,8 +16,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from core import storage
-from core.records import CardRecord
+from core import distributed, storage
+from core.config import ConfigError
+from core.events import ProgressBar
+from core.records import CardRecord, Splits, load_splits
 
 BACKGROUND = (128, 128, 128)  # letterbox fill: a neutral grey, like a scanner lid
 
@@ -135,6 +137,64 @@ class CardDataset(Dataset):
         item.update(labels_of(r))
         item["index"] = index
         return item
+
+
+def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
+    """The card set of `cfg` (the preset's [data] table), ready to train on.
+
+    Generates the built-in synthetic set when it is missing or was made with other settings, reads and
+    checks splits.json, fills the uint8 caches (rank 0 builds, the others wait), and returns
+    (splits, {split: {sides: CardDataset}}) with sides ("back",) for phase 1 and ("front", "back").
+    `emit(event, message)` reports what is being done.
+    """
+    stale = cfg.synthetic and synthetic_set_differs(cfg)
+    if cfg.synthetic and (stale or not storage.exists(cfg.splits)):
+        if storage.is_gcs(cfg.splits):
+            raise ConfigError(f"data.splits = {cfg.splits!r}: synthetic data is generated locally only; "
+                              f"point data.splits at a local path or upload the set")
+        if is_main:
+            from core.synth.dataset import SynthError, generate
+
+            why = f" (the set there was made with other settings: {stale})" if stale else ""
+            emit("info", f"generating {cfg.synthetic_n} synthetic cards in {Path(cfg.splits).parent} "
+                         f"(seed {cfg.synthetic_seed}){why}")
+            try:
+                generate(Path(cfg.splits).parent, cfg.synthetic_n, cfg.synthetic_seed, size=tuple(cfg.synthetic_size))
+            except SynthError as exc:  # e.g. a typo'd data.splits in a folder of real cards
+                raise ConfigError(f"data.splits = {cfg.splits!r}: {exc}") from None
+        distributed.barrier()
+    splits = load_splits(cfg.splits)
+    size = tuple(cfg.image_size)
+    datasets = {}
+    for name in ("train", "val", "test"):
+        records = splits.split(name)
+        cache = None
+        if cfg.cache:
+            cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir)
+            if is_main:
+                bar = ProgressBar(len(records), f"caching {name}")
+                cache.ensure(lambda done, total: bar.update(done))
+                bar.close()
+            distributed.barrier()
+            cache.ensure()
+        datasets[name] = {sides: CardDataset(records, size, sides, cache, cfg.cache_dir)
+                          for sides in (("back",), ("front", "back"))}
+    return splits, datasets
+
+
+def synthetic_set_differs(cfg) -> str:
+    """Describe how an existing generated set differs from the preset ('' if it matches, is missing,
+    or is not ours). Only sets the generator wrote (they carry a "synthetic" block) are ever replaced."""
+    if storage.is_gcs(cfg.splits) or not os.path.isfile(cfg.splits):
+        return ""
+    try:
+        made = json.loads(Path(cfg.splits).read_text(encoding="utf-8")).get("synthetic")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(made, dict):
+        return ""
+    wanted = {"n": cfg.synthetic_n, "seed": cfg.synthetic_seed, "size": list(cfg.synthetic_size)}
+    return ", ".join(f"{k} {made.get(k)} vs {v}" for k, v in wanted.items() if made.get(k) != v)
 
 
 def labels_of(r: CardRecord) -> dict:

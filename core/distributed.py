@@ -1,6 +1,6 @@
 """Who am I in a multi-process run, and the few collectives the trainer needs.
 
-Rank, world size and master address come from Vertex AI's CLUSTER_SPEC (DESIGN.md §5), else from
+Rank, world size and master address come from Vertex AI's CLUSTER_SPEC (docs/design.md §5), else from
 torchrun's RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT, else a single process. Every helper is
 a no-op (or the identity) when no process group is initialised, so single-process code calls them
 unconditionally. The samplers live here because their one job is splitting work across ranks.
@@ -203,6 +203,15 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics) on every rank. DDP broadcasts them at the start of each
+    forward, so after an epoch's last forward each rank holds the statistics of its own last batch: each
+    would evaluate its shard with a different model, none of them the one rank 0 saves."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def any_rank_true(flag: bool) -> bool:

@@ -1,4 +1,4 @@
-"""Metric lines (DESIGN.md §4, a contract): one JSON object per line on stdout for every event the
+"""Metric lines (docs/design.md §4, a contract): one JSON object per line on stdout for every event the
 cockpit plots. On Vertex AI, Cloud Logging turns each line into a jsonPayload; `severity` and
 `message` are the special keys. On a TTY a person reads readable lines instead (and a progress bar on
 stderr); the JSON lines still go to training.log, so nothing is lost either way.
@@ -114,3 +114,27 @@ class ProgressBar:
         if self.enabled:
             sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
+
+
+def open_tensorboard(log_dir: str, events: "EventWriter"):
+    """A SummaryWriter for log_dir, or None (no dir, or tensorboard not installed: a warning line)."""
+    if not log_dir:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        events.emit("warning", "tensorboard is not installed: TensorBoard scalars are off", severity="WARNING")
+        return None
+    return SummaryWriter(log_dir=log_dir)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's own message. One re-raised from a DataLoader worker (e.g. an ImageError with
+    data.cache off and num_workers > 0) carries the worker's traceback in its message; the last line of
+    that is the original `module.Type: message`."""
+    text = str(exc).strip()
+    if "\n" not in text:
+        return text
+    last = text.splitlines()[-1]
+    head, sep, message = last.partition(": ")
+    return message if sep and head.rsplit(".", 1)[-1] == type(exc).__name__ else last

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 def squared_emd(logits: Tensor, target: Tensor) -> Tensor:
     """Per-sample squared EMD [B] between softmax(logits) [B, C] and one-hot class indices [B] (0-based).
 
-    sum_k (CDF_k(p) - 1[k >= y])^2 (DESIGN.md §3); the caller reduces.
+    sum_k (CDF_k(p) - 1[k >= y])^2 (docs/design.md §3); the caller reduces.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
         cdf = torch.cumsum(torch.softmax(logits.float(), dim=-1), dim=-1)

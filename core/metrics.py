@@ -1,6 +1,6 @@
 """Grading metrics on PSA grades 1..10: QWK, MAE, accuracies, confusion matrix, and a text report.
 
-Every metric uses the fixed label set 1..10 (DESIGN.md §3), so a split that happens to lack some grades
+Every metric uses the fixed label set 1..10 (docs/design.md §3), so a split that happens to lack some grades
 is scored on the same scale as one that has them all. Inputs may be lists, numpy arrays or torch tensors
 of integer grades (1-based); numpy does the arithmetic so `core` needs no scikit-learn at run time.
 """
@@ -44,7 +44,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int = 10) -> list[li
 
 
 def qwk(y_true: Any, y_pred: Any, num_classes: int = 10) -> float:
-    """Quadratic weighted kappa over the fixed label set (DESIGN.md §3).
+    """Quadratic weighted kappa over the fixed label set (docs/design.md §3).
 
     O is the confusion matrix, E = outer(row sums, col sums) / N, w_ij = (i - j)^2 and
     kappa = 1 - sum(w*O) / sum(w*E). When sum(w*E) == 0 (every true and predicted grade is one and the
@@ -104,6 +104,15 @@ def grading_report(y_true: Any, y_pred: Any) -> dict:
         "confusion": confusion_matrix(t, p),
         "n": int(t.size),
     }
+
+
+def report_from_confusion(confusion: Any) -> dict:
+    """`grading_report` from a 10x10 count matrix (rows: true grade, columns: predicted), e.g. one summed
+    across ranks."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    y_true = np.repeat(np.arange(1, 11), cm.sum(axis=1))
+    y_pred = np.concatenate([np.repeat(np.arange(1, 11), row) for row in cm])
+    return grading_report(y_true, y_pred)
 
 
 def format_report(report: dict) -> str:

@@ -1,6 +1,6 @@
 """DualBranchGrader: one torchvision backbone per card side, grade/edge/centering heads, fused by weight.
 
-The back branch carries `lambda_fusion` of the vote (backs show edge wear more clearly, DESIGN.md §2).
+The back branch carries `lambda_fusion` of the vote (backs show edge wear more clearly, docs/design.md §2).
 Phase 1 trains the back branch alone (`forward(back)`); phase 2 starts from phase 1's best weights with
 the front backbone copied from the back one (`init_from_phase1`) and trains both (`forward(back, front)`).
 Backbones are always built with weights=None: nothing is ever downloaded. `weights` may name a local

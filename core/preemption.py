@@ -1,6 +1,6 @@
 """SIGTERM/SIGINT become a flag the training loop checks at step boundaries.
 
-Spot VMs get about 30 s between the shutdown signal and power-off (DESIGN.md §5): the loop saves at the
+Spot VMs get about 30 s between the shutdown signal and power-off (docs/design.md §5): the loop saves at the
 next step boundary, well inside that. A second signal means "now": exit at once.
 """
 from __future__ import annotations
@@ -9,7 +9,10 @@ import os
 import signal
 import time
 
+from core import distributed
+
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later" - the run is resumable, not failed
+CHECK_EVERY = 5  # optimizer steps between the ranks' preemption agreements (multi-process only)
 
 
 class PreemptionHandler:
@@ -35,6 +38,16 @@ class PreemptionHandler:
     @property
     def requested(self) -> bool:
         return self.signum is not None
+
+    def agreed(self, step: int, world_size: int, epoch_end: bool = False) -> bool:
+        """Whether to stop at this step boundary. Ranks must agree, which costs an all-reduce and a host
+        sync: they do it every CHECK_EVERY steps only (the same steps on every rank) and at every epoch
+        end, still far inside the ~30 s a Spot VM gets."""
+        if world_size == 1:
+            return self.requested
+        if not epoch_end and step % CHECK_EVERY:
+            return False
+        return distributed.any_rank_true(self.requested)
 
     def seconds_since_signal(self) -> float:
         return 0.0 if self.received_at is None else time.monotonic() - self.received_at

@@ -1,4 +1,4 @@
-"""`splits.json` (DESIGN.md §1): typed card records and the reader that checks the whole file first.
+"""`splits.json` (docs/design.md §1): typed card records and the reader that checks the whole file first.
 
 The trainer calls `load_splits`; it raises one `SplitsError` whose one-line message names the file and
 every kind of problem found (with counts and the first few offenders), before any training starts.

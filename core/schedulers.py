@@ -1,4 +1,4 @@
-"""Learning-rate schedules with HuggingFace's names and formulas (DESIGN.md §3), as LambdaLR factors.
+"""Learning-rate schedules with HuggingFace's names and formulas (docs/design.md §3), as LambdaLR factors.
 
 `lr_lambda` is a pure function of the step, so the trainer can compute the LR of any step (for a log
 line, or after a resume) without building or checkpointing a scheduler; `get_scheduler` wraps it in a

@@ -249,7 +249,7 @@ def upload_file(local_path: str | os.PathLike, gs_uri: str) -> None:
     Why a temporary object and not a generation precondition: a precondition guards against a
     concurrent writer, not against truncation, and neither emulator enforces preconditions on resumable
     uploads; fake-gcs-server even finalises a truncated resumable upload when its status is queried
-    (DESIGN.md §8), and a retried upload queries the status. So the bytes go to a uniquely named hidden
+    (docs/design.md §8), and a retried upload queries the status. So the bytes go to a uniquely named hidden
     object next to the target, which is checked (size and crc32c against the local file) before a
     server-side rewrite gives it the final name; object writes are atomic in GCS, so readers see the
     old or the new object. The temp object is deleted afterwards, also on failure.
@@ -326,7 +326,7 @@ def delete(path: str | os.PathLike) -> None:
 def resolve_output_dirs(output_dir: str, checkpoint_dir: str, model_dir: str, tensorboard_dir: str,
                         env: Mapping[str, str] = os.environ) -> tuple[str, str, str]:
     """(checkpoint_dir, model_dir, tensorboard_dir): the preset's value when set, else Vertex AI's
-    AIP_CHECKPOINT_DIR / AIP_MODEL_DIR / AIP_TENSORBOARD_LOG_DIR (DESIGN.md §5), else
+    AIP_CHECKPOINT_DIR / AIP_MODEL_DIR / AIP_TENSORBOARD_LOG_DIR (docs/design.md §5), else
     <output_dir>/checkpoints and <output_dir>/model; tensorboard "" means off."""
     def pick(value: str, env_key: str, default: str) -> str:
         chosen = value or env.get(env_key, "") or default

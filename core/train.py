@@ -1,48 +1,47 @@
 """Train the dual-branch PSA grader: `python -m core.train --preset local|cloud|FILE [--set k=v ...]`.
 
 The same loop runs on a laptop, in the Vertex AI container and on a GPU VM. Read top to bottom:
-  setup()        device, ranks, data (generated if it is the built-in synthetic set), model
-  run()          phase 1 (back branch only) -> phase 2 (both branches) -> test report -> export
-  train_phase()  epochs with evaluation, early stopping, checkpoints
+  setup()        device, ranks, run directory, data (core/data.py), model
+  run()          resume? -> phase 1 (back branch only) -> phase 2 (both branches) -> test report -> export
+  train_phase()  optimizer and schedule, then epochs: train, evaluate, early stopping, checkpoints
   train_epoch()  micro-batches, gradient accumulation, AMP, the LR schedule, preemption checks
-Checkpoints carry everything needed to continue mid-epoch with the same result (core/checkpoint.py).
+The position (phase, epoch, batches done, steps) plus the checkpointed model, optimizer, schedule and
+RNG states are enough to continue mid-epoch with a bitwise-identical result: the epoch's sample order
+is a pure function of (seed, phase, epoch, rank) (core/sampling.py) and so is each batch's augmentation.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import os
-import random
 import sys
-import tempfile
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from core import checkpoint, distributed, storage
+from core import checkpoint, distributed, sampling, storage
 from core.augment import augment_batch, batch_generator
 from core.checkpoint import CheckpointError
 from core.config import Config, ConfigError, config_to_toml
-from core.data import CardDataset, ImageError, UInt8Cache, normalize_on_device
+from core.data import ImageError, normalize_on_device, prepare_datasets
 from core.early_stopping import EarlyStopping
-from core.events import EventWriter, ProgressBar
+from core.device import make_compute, pick_device, seed_everything
+from core.events import EventWriter, ProgressBar, one_line, open_tensorboard
 from core.export import export_model
 from core.losses import grading_loss
-from core.metrics import format_report, grading_report
+from core.metrics import format_report, report_from_confusion
 from core.model import DualBranchGrader
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
-from core.records import CardRecord, SplitsError, load_splits
+from core.records import SplitsError
+from core.run_dir import RunDir, check_buckets
 from core.schedulers import get_scheduler
 from core.train_args import build_parser, config_from_args
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
-PREEMPT_CHECK_EVERY = 5  # optimizer steps between the ranks' preemption agreements (multi-process only)
+TARGET_KEYS = ("grade", "edge", "edge_mask", "centering", "center_mask")
 
 
 class TrainingError(RuntimeError):
@@ -51,60 +50,6 @@ class TrainingError(RuntimeError):
 
 class Preempted(Exception):
     """Raised inside the loop after the preemption checkpoint is written."""
-
-
-class ListSampler(Sampler):
-    """Yields the index list the trainer sets for the current epoch (one DataLoader per phase, so
-    persistent workers survive across epochs)."""
-
-    def __init__(self):
-        self.indices: list[int] = []
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def resolve_precision(name: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """-> (autocast dtype or None for fp32, whether a GradScaler is needed)."""
-    if name == "auto":
-        if device.type == "cuda":
-            return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
-        return None, False
-    if name == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("training.precision = 'fp16' needs a CUDA GPU (use 'bf16' or 'fp32' on CPU)")
-        return torch.float16, True
-    if name == "bf16":
-        return torch.bfloat16, False
-    return None, False
-
-
-def accumulate_and_step(model, micro_batches, compute_loss, optimizer, scaler, max_grad_norm: float,
-                        no_sync=None) -> torch.Tensor:
-    """One optimizer step over `micro_batches`: the summed loss of accumulation equals one big batch.
-
-    Each micro-batch loss is a mean, so it is divided by their number. Under DDP, gradients are only
-    all-reduced on the last micro-batch (`no_sync` on the others). Returns the mean loss, detached, on the
-    device (no host sync here).
-    """
-    n = len(micro_batches)
-    total = None
-    for i, batch in enumerate(micro_batches):
-        sync = i == n - 1 or no_sync is None
-        with (contextlib.nullcontext() if sync else no_sync()):
-            loss = compute_loss(batch) / n
-            scaler.scale(loss).backward()
-        total = loss.detach() if total is None else total + loss.detach()
-    if max_grad_norm > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return total
 
 
 @dataclass
@@ -119,6 +64,21 @@ class Position:
     loss_count: int = 0
 
 
+@dataclass(frozen=True)
+class PhasePlan:
+    """What one phase trains with; built once by train_phase and never changed."""
+    phase: int
+    sides: tuple
+    epochs: int
+    steps_per_epoch: int
+    net: torch.nn.Module          # the model as trained: compiled and/or DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    stopper: EarlyStopping
+    order: sampling.EpochOrder    # the loader's index list, set per epoch
+    loader: DataLoader
+
+
 class Trainer:
     def __init__(self, cfg: Config, log_format: str = "auto"):
         self.cfg = cfg
@@ -128,143 +88,40 @@ class Trainer:
         self.preemption = PreemptionHandler()
         self.pos = Position()
         self.history: list[dict] = []
-        self._last_save_s = 0.0
+        self.resume_state: dict | None = None   # the checkpoint being resumed, until its phase loads it
+        self.eval_loaders: dict[tuple, DataLoader] = {}
+        self.last_save_s = 0.0
         self.tb = None  # set in setup(); run()'s cleanup reads it even when setup fails early
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
-        cfg = self.cfg
-        if torch.cuda.is_available():
-            self.device = torch.device("cuda", self.denv.local_rank)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
+        cfg, t, o = self.cfg, self.cfg.training, self.cfg.output
+        self.device = pick_device(self.denv.local_rank)
         distributed.init_distributed(self.denv, self.device)
-        self.amp_dtype, use_scaler = resolve_precision(cfg.training.precision, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
-        self._seed_everything(cfg.training.seed)
-        if cfg.training.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-
-        o = cfg.output
-        self.out_dir = o.dir
+        self.compute = make_compute(self.device, t.precision)
+        seed_everything(t.seed, t.deterministic, self.device)
         self.ckpt_dir, self.model_dir, self.tb_dir = storage.resolve_output_dirs(
             o.dir, o.checkpoint_dir, o.model_dir, o.tensorboard_dir)
-        self._check_output_buckets()
-        # Logs and reports are written locally, then copied when the run dir is gs://.
-        self.local_run_dir = Path(tempfile.mkdtemp(prefix="psa-run-")) if storage.is_gcs(o.dir) else Path(o.dir)
-        if self.is_main:
-            self.local_run_dir.mkdir(parents=True, exist_ok=True)
-            log = self.local_run_dir / "training.log"
-            remote_log = storage.join(o.dir, "training.log")
-            if storage.is_gcs(o.dir) and storage.exists(remote_log):
-                # A restarted (preempted) job appends to the earlier attempts' log, as a local run does.
-                log.write_bytes(storage.read_bytes(remote_log))
-            self.events.open_log(str(log))
-            (self.local_run_dir / "config.toml").write_text(config_to_toml(cfg), encoding="utf-8")
-            self._publish_run_files()
+        check_buckets({"output dir": o.dir, "checkpoint dir": self.ckpt_dir, "model dir": self.model_dir})
+        self.run_dir = RunDir(o.dir, self.is_main)
+        self.run_dir.open(self.events, config_to_toml(cfg))
 
-        self.splits = self._load_data()
+        self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
         self.model = DualBranchGrader(cfg.model.backbone, cfg.model.weights, cfg.model.lambda_fusion,
                                       cfg.model.dropout).to(self.device)
         if cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
-        self.tb = self._open_tensorboard()
+        self.tb = open_tensorboard(self.tb_dir, self.events) if self.is_main else None
         self.events.emit(
             "start", f"training {cfg.model.backbone} on {len(self.splits.train)} cards "
-                     f"({self.device.type}, {self._precision_name()}, world size {self.denv.world_size})",
-            preset=cfg.source, device=str(self.device), precision=self._precision_name(),
+                     f"({self.device.type}, {self.compute.precision}, world size {self.denv.world_size})",
+            preset=cfg.source, device=str(self.device), precision=self.compute.precision,
             world_size=self.denv.world_size, backbone=cfg.model.backbone, image_size=list(cfg.data.image_size),
             train=len(self.splits.train), val=len(self.splits.val), test=len(self.splits.test),
-            phase1_epochs=cfg.training.phase1_epochs, phase2_epochs=cfg.training.phase2_epochs,
-            batch_size=cfg.training.batch_size, grad_accum_steps=cfg.training.grad_accum_steps,
-            output_dir=self.out_dir, checkpoint_dir=self.ckpt_dir, model_dir=self.model_dir,
-            config=cfg.to_dict())
-
-    def _check_output_buckets(self) -> None:
-        """A missing gs:// output bucket fails now, on every rank, not at the first checkpoint an epoch in."""
-        for what, path in (("output dir", self.out_dir), ("checkpoint dir", self.ckpt_dir),
-                           ("model dir", self.model_dir)):
-            if storage.is_gcs(path):
-                bucket = "gs://" + storage.split_gcs(path)[0]
-                if not storage.exists(bucket):
-                    raise storage.StorageError(f"{path}: bucket {bucket} not found (the {what})")
-
-    def _precision_name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-
-    def _seed_everything(self, seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-
-    def _load_data(self):
-        cfg = self.cfg.data
-        stale = cfg.synthetic and self._synthetic_set_differs()
-        if cfg.synthetic and (stale or not storage.exists(cfg.splits)):
-            if storage.is_gcs(cfg.splits):
-                raise ConfigError(f"data.splits = {cfg.splits!r}: synthetic data is generated locally only; "
-                                  f"point data.splits at a local path or upload the set")
-            if self.is_main:
-                from core.synth.dataset import SynthError, generate
-
-                why = f" (the set there was made with other settings: {stale})" if stale else ""
-                self.events.emit("info", f"generating {cfg.synthetic_n} synthetic cards in "
-                                         f"{Path(cfg.splits).parent} (seed {cfg.synthetic_seed}){why}")
-                try:
-                    generate(Path(cfg.splits).parent, cfg.synthetic_n, cfg.synthetic_seed,
-                             size=tuple(cfg.synthetic_size))
-                except SynthError as exc:  # e.g. a typo'd data.splits in a folder of real cards
-                    raise ConfigError(f"data.splits = {cfg.splits!r}: {exc}") from None
-            distributed.barrier()
-        splits = load_splits(cfg.splits)
-        size = tuple(cfg.image_size)
-        self.datasets = {}
-        for name in ("train", "val", "test"):
-            records = splits.split(name)
-            cache = None
-            if cfg.cache:
-                cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir)
-                if self.is_main:
-                    bar = ProgressBar(len(records), f"caching {name}")
-                    cache.ensure(lambda done, total: bar.update(done))
-                    bar.close()
-                distributed.barrier()
-                cache.ensure()
-            self.datasets[name] = {sides: CardDataset(records, size, sides, cache, cfg.cache_dir)
-                                   for sides in (("back",), ("front", "back"))}
-        return splits
-
-    def _synthetic_set_differs(self) -> str:
-        """Describe how an existing generated set differs from the preset ('' if it matches, is missing,
-        or is not ours). Only sets the generator wrote (they carry a "synthetic" block) are ever replaced."""
-        cfg = self.cfg.data
-        if storage.is_gcs(cfg.splits) or not os.path.isfile(cfg.splits):
-            return ""
-        try:
-            made = json.loads(Path(cfg.splits).read_text(encoding="utf-8")).get("synthetic")
-        except (OSError, ValueError, AttributeError):
-            return ""
-        if not isinstance(made, dict):
-            return ""
-        wanted = {"n": cfg.synthetic_n, "seed": cfg.synthetic_seed, "size": list(cfg.synthetic_size)}
-        return ", ".join(f"{k} {made.get(k)} vs {v}" for k, v in wanted.items() if made.get(k) != v)
-
-    def _open_tensorboard(self):
-        if not (self.tb_dir and self.is_main):
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.events.emit("warning", "tensorboard is not installed: TensorBoard scalars are off",
-                             severity="WARNING")
-            return None
-        return SummaryWriter(log_dir=self.tb_dir)
+            phase1_epochs=t.phase1_epochs, phase2_epochs=t.phase2_epochs, batch_size=t.batch_size,
+            grad_accum_steps=t.grad_accum_steps, output_dir=o.dir, checkpoint_dir=self.ckpt_dir,
+            model_dir=self.model_dir, config=cfg.to_dict())
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> int:
@@ -295,97 +152,76 @@ class Trainer:
             distributed.cleanup()
 
     def _maybe_resume(self) -> None:
-        resume = self.cfg.output.resume
-        if resume == "none":
+        found = checkpoint.resume_point(self.cfg.output.resume, self.ckpt_dir, self.model_signature,
+                                        warn=lambda m: self.events.emit("warning", m, severity="WARNING"),
+                                        info=lambda m: self.events.emit("info", m))
+        if found is None:
             return
-        if resume == "auto":
-            found = checkpoint.find_resumable(
-                self.ckpt_dir, warn=lambda m: self.events.emit("warning", m, severity="WARNING"))
-            if found is None:
-                self.events.emit("info", f"no checkpoint in {self.ckpt_dir}: starting fresh")
-                return
-            path, state = found
-        else:
-            path, state = resume, checkpoint.load(resume)
-        if "global_step" not in state:
-            raise CheckpointError(f"{path}: not a training checkpoint (use it with core.evaluate instead)")
-        checkpoint.check_model_config(state["model_signature"], self.model_signature, path)
-        self._resume_state = state
-        self.pos = Position(**state["position"])
-        self.history = list(state.get("history", []))
+        path, self.resume_state = found
+        self.pos = Position(**self.resume_state["position"])
+        self.history = list(self.resume_state.get("history", []))
         self.events.emit("info", f"resuming from {path}: phase {self.pos.phase} epoch {self.pos.epoch} "
                                  f"batch {self.pos.batches_done} (step {self.pos.global_step})",
-                         resumed_from=path, **state["position"])
+                         resumed_from=path, **self.resume_state["position"])
 
     # ------------------------------------------------------------------------------------------ phase
-    def _phase_settings(self, phase: int):
-        t = self.cfg.training
-        return ((("back",), t.phase1_epochs, t.lr_phase1) if phase == 1
-                else (("front", "back"), t.phase2_epochs, t.lr_phase2))
-
     def train_phase(self, phase: int) -> None:
         cfg, t = self.cfg, self.cfg.training
-        sides, epochs, lr = self._phase_settings(phase)
-        state = getattr(self, "_resume_state", None)
+        sides, epochs, lr = ((("back",), t.phase1_epochs, t.lr_phase1) if phase == 1
+                             else (("front", "back"), t.phase2_epochs, t.lr_phase2))
+        state, self.resume_state = self.resume_state, None
         resuming = state is not None and state["position"]["phase"] == phase
         if phase == 2 and not resuming and t.phase1_epochs > 0:
-            best1 = storage.join(self.ckpt_dir, "phase1_best.pth")
-            self.model.init_from_phase1(checkpoint.load(best1, self.device)["model"])
+            self.model.init_from_phase1(self._load_best(1)["model"])
         # Phase 1 trains only the back branch: freezing the front keeps DDP from waiting on its grads.
         for p in self.model.front.parameters():
             p.requires_grad_(phase == 2)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay,
-                                      fused=self.device.type == "cuda")
+        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr,
+                                      weight_decay=t.weight_decay, fused=self.device.type == "cuda")
         train_set = self.datasets["train"][sides]
         steps_per_epoch = self._steps_per_epoch(len(train_set))
         total_steps = steps_per_epoch * epochs
         warmup = t.warmup_steps or int(round(t.warmup_ratio * total_steps))
-        sched_kwargs = {"power": t.power, "lr_end": t.lr_end}
-        if t.num_cycles > 0:
-            sched_kwargs["num_cycles"] = t.num_cycles
-        scheduler = get_scheduler(t.scheduler, optimizer, warmup, total_steps, **sched_kwargs)
-        stopper = EarlyStopping(cfg.early_stopping.mode, cfg.early_stopping.patience,
-                                cfg.early_stopping.min_delta, cfg.early_stopping.enabled)
+        extra = {"num_cycles": t.num_cycles} if t.num_cycles > 0 else {}
+        scheduler = get_scheduler(t.scheduler, optimizer, warmup, total_steps, power=t.power, lr_end=t.lr_end,
+                                  **extra)
+        es = cfg.early_stopping
+        stopper = EarlyStopping(es.mode, es.patience, es.min_delta, es.enabled)
         if resuming:
             self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
+            self.compute.scaler.load_state_dict(state["scaler"])
             stopper.load_state_dict(state["early_stopping"])
-            self._restore_rng(state["rng"])
-            self._resume_state = None
-        net = self._wrap(self.model)
-        sampler = ListSampler()
-        loader = self._loader(train_set, sampler, cfg.training.batch_size, drop_last=True)
-        ctx = PhaseContext(phase, sides, epochs, steps_per_epoch, net, optimizer, scheduler, stopper,
-                           sampler, loader)
+            checkpoint.restore_rng(state["rng"], self.denv.rank)
+        order = sampling.EpochOrder()
+        plan = PhasePlan(phase, sides, epochs, steps_per_epoch, self._wrap(self.model), optimizer, scheduler,
+                         stopper, order, self._loader(train_set, order, drop_last=True))
         while self.pos.epoch <= epochs and not stopper.should_stop:
-            self.train_epoch(ctx)
-            metrics = self.evaluate("val", sides)
-            improved = stopper.update(metrics[cfg.early_stopping.metric], self.pos.epoch)
-            self._end_of_epoch(ctx, metrics, improved)
+            stats = self.train_epoch(plan)
+            metrics = {**self.evaluate("val", sides), **stats}
+            improved = stopper.update(metrics[es.metric], self.pos.epoch)
+            self._end_of_epoch(plan, metrics, improved)
             if stopper.should_stop:
-                self.events.emit("early_stop", f"phase {phase}: no {cfg.early_stopping.metric} improvement for "
-                                               f"{stopper.patience} epochs; best {stopper.best:.4f} at epoch "
-                                               f"{stopper.best_epoch}", phase=phase, epoch=self.pos.epoch,
-                                 best=stopper.best, best_epoch=stopper.best_epoch)
+                self.events.emit("early_stop", f"phase {phase}: no {es.metric} improvement for {stopper.patience} "
+                                               f"epochs; best {stopper.best:.4f} at epoch {stopper.best_epoch}",
+                                 phase=phase, epoch=self.pos.epoch, best=stopper.best, best_epoch=stopper.best_epoch)
             self.pos = Position(phase, self.pos.epoch + 1, 0, self.pos.global_step, self.pos.phase_step)
-            if self._preempt_requested(epoch_end=True):
-                self._report_preempted(ctx, self._last_save_s)  # last.pth was just written for this point
-        stopped_early = stopper.should_stop
+            if self.preemption.agreed(self.pos.global_step, self.denv.world_size, epoch_end=True):
+                self._report_preempted(plan, self.last_save_s)  # last.pth was just written for this point
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
-        best = checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
+        best = self._load_best(phase)
         self.model.load_state_dict(best["model"])
-        self.events.emit("info", f"phase {phase} done ({'early stop' if stopped_early else 'all epochs'}); "
+        self.events.emit("info", f"phase {phase} done ({'early stop' if stopper.should_stop else 'all epochs'}); "
                                  f"restored best weights from epoch {best['epoch']}", phase=phase,
                          best_epoch=best["epoch"])
 
+    def _load_best(self, phase: int) -> dict:
+        return checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
+
     def _steps_per_epoch(self, n_records: int) -> int:
         t = self.cfg.training
-        per_rank = n_records // self.denv.world_size
-        batches = per_rank // t.batch_size
-        steps = batches // t.grad_accum_steps
+        steps = n_records // self.denv.world_size // t.batch_size // t.grad_accum_steps
         if steps == 0:
             raise ConfigError(f"training.batch_size x grad_accum_steps x world size = "
                               f"{t.batch_size * t.grad_accum_steps * self.denv.world_size} exceeds the "
@@ -393,297 +229,232 @@ class Trainer:
         return min(steps, t.max_steps_per_epoch) if t.max_steps_per_epoch else steps
 
     def _wrap(self, model):
-        net = model
-        if self.cfg.model.compile:
-            net = torch.compile(net)
+        net = torch.compile(model) if self.cfg.model.compile else model
         if self.denv.world_size > 1:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return net
 
-    def _loader(self, dataset, sampler, batch_size: int, drop_last: bool) -> DataLoader:
-        d = self.cfg.data
-        workers = d.num_workers
+    def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool) -> DataLoader:
+        d, workers = self.cfg.data, self.cfg.data.num_workers
         # Its own generator: every new iterator draws a base seed, and from the global RNG that draw would
         # shift dropout's stream whenever a resumed run opens its loader mid-epoch (not bitwise then).
         generator = torch.Generator().manual_seed(self.cfg.training.seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
-                          pin_memory=d.pin_memory and self.device.type == "cuda", drop_last=drop_last,
-                          persistent_workers=d.persistent_workers and workers > 0,
+        return DataLoader(dataset, batch_size=self.cfg.training.batch_size, sampler=order, num_workers=workers,
+                          generator=generator, pin_memory=d.pin_memory and self.device.type == "cuda",
+                          drop_last=drop_last, persistent_workers=d.persistent_workers and workers > 0,
                           prefetch_factor=d.prefetch_factor if workers > 0 else None)
 
-    def _epoch_indices(self, phase: int, epoch: int, n: int) -> list[int]:
-        """This rank's sample order for an epoch: a pure function of (seed, phase, epoch), so a resumed
-        run draws the very same order."""
-        t = self.cfg.training
-        seed = t.seed * 1000 + phase * 100 + epoch
+    def _epoch_indices(self, phase: int, epoch: int) -> list[int]:
+        """This rank's sample order for an epoch: a pure function of (seed, phase, epoch, rank)."""
+        t, rank, world = self.cfg.training, self.denv.rank, self.denv.world_size
+        seed = t.seed * 1000 + phase * 100
         if t.use_sampler:
-            weights = distributed.sampler_weights([r.grade for r in self.splits.train], t.sampler_power)
-            s = distributed.DistributedWeightedSampler(weights, n // self.denv.world_size, self.denv.rank,
-                                                       self.denv.world_size, seed)
-        else:
-            s = distributed.DistributedShardSampler(n, self.denv.rank, self.denv.world_size, shuffle=True,
-                                                    seed=seed)
-        s.set_epoch(0)
-        return list(iter(s))
+            weights = sampling.grade_weights([r.grade for r in self.splits.train], t.sampler_power)
+            return sampling.weighted_indices(weights, seed, epoch, rank, world)
+        return sampling.shuffled_indices(len(self.splits.train), seed, epoch, rank, world)
 
     # ------------------------------------------------------------------------------------------ epoch
-    def train_epoch(self, ctx: "PhaseContext") -> None:
-        t = self.cfg.training
+    def train_epoch(self, plan: PhasePlan) -> dict:
+        """Train from self.pos to the end of the epoch; returns the epoch's train stats."""
+        t, pos = self.cfg.training, self.pos
         accum = t.grad_accum_steps
-        n_batches = ctx.steps_per_epoch * accum
-        indices = self._epoch_indices(ctx.phase, self.pos.epoch, len(self.splits.train))
-        start = self.pos.batches_done
-        ctx.sampler.indices = indices[start * t.batch_size: n_batches * t.batch_size]
-        ctx.net.train()
-        bar = ProgressBar(n_batches - start, f"phase {ctx.phase} epoch {self.pos.epoch}/{ctx.epochs}")
-        loss_sum = torch.full((), self.pos.loss_sum, device=self.device)
-        loss_count = self.pos.loss_count
-        samples, t0, data_time = 0, time.perf_counter(), 0.0
-        no_sync = getattr(ctx.net, "no_sync", None)
-        pending: list[dict] = []
+        n_batches = plan.steps_per_epoch * accum
+        start = pos.batches_done
+        plan.order.indices = self._epoch_indices(plan.phase, pos.epoch)[start * t.batch_size:
+                                                                         n_batches * t.batch_size]
+        plan.net.train()
+        bar = ProgressBar(n_batches - start, f"phase {plan.phase} epoch {pos.epoch}/{plan.epochs}")
+        loss_sum = torch.full((), pos.loss_sum, device=self.device)  # summed on the device: no per-step sync
+        loss_count = pos.loss_count
+        samples, data_time, t0 = 0, 0.0, time.perf_counter()
+        ddp = isinstance(plan.net, torch.nn.parallel.DistributedDataParallel)
+        step_loss = None
         t_data = time.perf_counter()
-        for batch in ctx.loader:
+        for i, batch in enumerate(plan.loader):
             data_time += time.perf_counter() - t_data
-            # The batch's index in the epoch seeds its augmentation: a resumed run repeats it exactly.
-            pending.append((batch, self.pos.batches_done + len(pending)))
-            if len(pending) < accum:
+            last = (i + 1) % accum == 0
+            # Each micro-batch loss is a mean, so dividing by accum makes the sum equal one big batch's; DDP
+            # all-reduces gradients on the last micro-batch only.
+            with (plan.net.no_sync() if ddp and not last else contextlib.nullcontext()):
+                loss = self._loss(plan, batch, batch_index=pos.batches_done) / accum
+                self.compute.scaler.scale(loss).backward()
+            step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+            pos.batches_done += 1
+            if not last:
                 t_data = time.perf_counter()
                 continue
-            loss = accumulate_and_step(
-                ctx.net, pending, lambda item: self._loss(ctx, *item), ctx.optimizer, self.scaler,
-                t.max_grad_norm, no_sync)
-            ctx.scheduler.step()
-            samples += sum(len(b["grade"]) for b, _ in pending)
-            pending = []
-            self.pos.batches_done += accum
-            self.pos.global_step += 1
-            self.pos.phase_step += 1
-            loss_sum += loss
+            if t.max_grad_norm > 0:
+                self.compute.scaler.unscale_(plan.optimizer)
+                torch.nn.utils.clip_grad_norm_([p for g in plan.optimizer.param_groups for p in g["params"]],
+                                               t.max_grad_norm)
+            self.compute.scaler.step(plan.optimizer)
+            self.compute.scaler.update()
+            plan.optimizer.zero_grad(set_to_none=True)
+            plan.scheduler.step()
+            samples += len(batch["grade"]) * accum
+            pos.global_step += 1
+            pos.phase_step += 1
+            loss_sum += step_loss
             loss_count += 1
-            bar.update(self.pos.batches_done - start)
-            if self.pos.global_step % t.log_every_steps == 0:
-                mean_loss = self._check_finite(loss_sum / loss_count, ctx)  # the one host sync per interval
-                elapsed = time.perf_counter() - t0
-                self.events.emit("step", f"step {self.pos.global_step} loss {mean_loss:.4f}", phase=ctx.phase,
-                                 epoch=self.pos.epoch, step=self.pos.global_step, train_loss=mean_loss,
-                                 lr=ctx.optimizer.param_groups[0]["lr"],
-                                 samples_per_s=samples * self.denv.world_size / max(elapsed, 1e-9))
-            if self._preempt_requested():
-                self.pos.loss_sum, self.pos.loss_count = float(loss_sum), loss_count
-                self._on_preempt(ctx)
+            step_loss = None
+            bar.update(pos.batches_done - start)
+            if pos.global_step % t.log_every_steps == 0:
+                mean_loss = self._check_finite(loss_sum / loss_count, plan.phase)  # the one host sync per interval
+                self.events.emit("step", f"step {pos.global_step} loss {mean_loss:.4f}", phase=plan.phase,
+                                 epoch=pos.epoch, step=pos.global_step, train_loss=mean_loss,
+                                 lr=plan.optimizer.param_groups[0]["lr"],
+                                 samples_per_s=samples * self.denv.world_size / max(time.perf_counter() - t0, 1e-9))
+            if self.preemption.agreed(pos.global_step, self.denv.world_size):
+                mid_epoch = replace(pos, loss_sum=float(loss_sum), loss_count=loss_count)
+                self._report_preempted(plan, self._save_training_state(plan, "last.pth", mid_epoch))
             t_data = time.perf_counter()
         bar.close()
-        self._sync_buffers()
+        distributed.broadcast_buffers(self.model)
         elapsed = time.perf_counter() - t0
-        ctx.last_train_loss = self._check_finite(loss_sum / max(loss_count, 1), ctx) if loss_count else math.nan
-        ctx.last_samples_per_s = samples * self.denv.world_size / max(elapsed, 1e-9)
-        ctx.last_data_time = data_time
-        ctx.last_epoch_time = elapsed
+        return {"train_loss": self._check_finite(loss_sum / loss_count, plan.phase) if loss_count else math.nan,
+                "samples_per_s": samples * self.denv.world_size / max(elapsed, 1e-9),
+                "data_time_s": data_time, "epoch_time_s": elapsed}
 
-    def _sync_buffers(self) -> None:
-        """Rank 0's BatchNorm statistics on every rank. DDP broadcasts them at the start of each forward,
-        so after an epoch's last forward each rank holds the statistics of its own last batch: each would
-        evaluate its shard with a different model, none of them the one rank 0 saves."""
-        if self.denv.world_size > 1:
-            for buf in self.model.buffers():
-                torch.distributed.broadcast(buf, src=0)
+    def _loss(self, plan: PhasePlan, batch: dict, batch_index: int) -> torch.Tensor:
+        inputs = self._images(batch, plan.sides, batch_index=batch_index, phase=plan.phase)
+        with self.compute.autocast():
+            outputs = plan.net(**inputs)
+        return self._grading_loss(outputs, batch)
 
-    def _loss(self, ctx, batch: dict, batch_index: int) -> torch.Tensor:
-        inputs = self._images(batch, ctx.sides, train=True, batch_index=batch_index, phase=ctx.phase)
-        targets = {k: batch[k].to(self.device, non_blocking=True)
-                   for k in ("grade", "edge", "edge_mask", "centering", "center_mask")}
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            outputs = ctx.net(**inputs)
+    def _grading_loss(self, outputs: dict, batch: dict) -> torch.Tensor:
+        targets = {k: batch[k].to(self.device, non_blocking=True) for k in TARGET_KEYS}
         loss, _ = grading_loss(outputs, targets, self.cfg.loss.alpha_emd, self.cfg.loss.beta_edge,
                                self.cfg.loss.beta_center)
         return loss
 
-    def _images(self, batch: dict, sides, train: bool, batch_index: int = 0, phase: int = 0) -> dict:
+    def _images(self, batch: dict, sides, batch_index: int | None = None, phase: int = 0) -> dict:
+        """Normalised device tensors per side; with a batch_index (training), augmented first, seeded by the
+        batch's place in the epoch so a resumed run repeats it exactly."""
         out = {}
         for i, side in enumerate(sides):
             x = batch[side].to(self.device, non_blocking=True)
-            if train and self.cfg.data.augment:
+            if batch_index is not None and self.cfg.data.augment:
                 g = batch_generator(self.cfg.training.seed + i, phase, self.pos.epoch,
                                     batch_index * self.denv.world_size + self.denv.rank, self.device)
                 x = augment_batch(x.float().div_(255.0), g).mul_(255.0)
             out[side] = normalize_on_device(x, self.cfg.model.channels_last)
         return out
 
-    def _check_finite(self, value: torch.Tensor, ctx) -> float:
+    def _check_finite(self, value: torch.Tensor, phase: int) -> float:
         v = float(value)
         if not math.isfinite(v):
-            raise TrainingError(f"loss is {v} at phase {ctx.phase} epoch {self.pos.epoch} step "
-                                f"{self.pos.global_step}: lower the learning rate (training.lr_phase{ctx.phase}) "
+            raise TrainingError(f"loss is {v} at phase {phase} epoch {self.pos.epoch} step "
+                                f"{self.pos.global_step}: lower the learning rate (training.lr_phase{phase}) "
                                 f"or use precision 'fp32'; the last good checkpoint is kept in {self.ckpt_dir}")
         return v
 
     # ----------------------------------------------------------------------------------- preemption
-    def _preempt_requested(self, epoch_end: bool = False) -> bool:
-        if self.denv.world_size == 1:
-            return self.preemption.requested
-        # Ranks must agree, which costs an all-reduce and a host sync: do it every few steps only (the
-        # same steps on every rank) and at every epoch end, still far inside the ~30 s a Spot VM gets.
-        if not epoch_end and self.pos.global_step % PREEMPT_CHECK_EVERY:
-            return False
-        return distributed.any_rank_true(self.preemption.requested)
-
-    def _on_preempt(self, ctx) -> None:
-        self._report_preempted(ctx, self._save_training_state(ctx, "last.pth"))
-
-    def _report_preempted(self, ctx, seconds: float) -> None:
+    def _report_preempted(self, plan: PhasePlan, seconds: float) -> None:
         since = self.preemption.seconds_since_signal()
         self.events.emit("preempted", f"signal received: saved {self.ckpt_dir}/last.pth "
                                       f"{since:.2f}s after the signal; resume with --resume auto",
-                         severity="WARNING", phase=ctx.phase, epoch=self.pos.epoch, step=self.pos.global_step,
+                         severity="WARNING", phase=plan.phase, epoch=self.pos.epoch, step=self.pos.global_step,
                          batches_done=self.pos.batches_done, save_s=round(seconds, 3),
                          signal_to_saved_s=round(since, 3))
-        self._publish_run_files()
+        self.run_dir.publish()
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
-    def _eval_loader(self, split: str, sides) -> DataLoader:
-        """One loader per (split, sides), kept: persistent workers are not restarted every epoch."""
-        cache = self.__dict__.setdefault("_eval_loaders", {})
-        if (split, sides) not in cache:
-            dataset = self.datasets[split][sides]
-            sampler = ListSampler()
-            sampler.indices = list(range(self.denv.rank, len(dataset), self.denv.world_size))
-            cache[split, sides] = self._loader(dataset, sampler, self.cfg.training.batch_size, drop_last=False)
-        return cache[split, sides]
-
     @torch.no_grad()
     def evaluate(self, split: str, sides) -> dict:
+        if (split, sides) not in self.eval_loaders:  # kept: persistent workers are not restarted every epoch
+            dataset = self.datasets[split][sides]
+            order = sampling.EpochOrder(sampling.shard_indices(len(dataset), self.denv.rank, self.denv.world_size))
+            self.eval_loaders[split, sides] = self._loader(dataset, order, drop_last=False)
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
         net = self.model
         net.eval()
-        loader = self._eval_loader(split, sides)
         confusion = torch.zeros(10, 10, dtype=torch.float64, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        for batch in loader:
-            inputs = self._images(batch, sides, train=False)
-            targets = {k: batch[k].to(self.device, non_blocking=True)
-                       for k in ("grade", "edge", "edge_mask", "centering", "center_mask")}
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                outputs = net(**inputs)
-            loss, _ = grading_loss(outputs, targets, self.cfg.loss.alpha_emd, self.cfg.loss.beta_edge,
-                                   self.cfg.loss.beta_center)
-            loss_sum += loss.double() * len(batch["grade"])
+        for batch in self.eval_loaders[split, sides]:
+            with self.compute.autocast():
+                outputs = net(**self._images(batch, sides))
+            loss_sum += self._grading_loss(outputs, batch).double() * len(batch["grade"])
             pred = outputs["logits"].float().argmax(dim=1)
-            confusion.index_put_((targets["grade"], pred), torch.ones_like(pred, dtype=torch.float64),
-                                 accumulate=True)
+            confusion.index_put_((batch["grade"].to(self.device), pred),
+                                 torch.ones_like(pred, dtype=torch.float64), accumulate=True)
         distributed.all_reduce_sum(confusion)
         distributed.all_reduce_sum(loss_sum)
-        cm = confusion.round().long().cpu().numpy()
-        y_true = np.repeat(np.arange(1, 11), cm.sum(axis=1))
-        y_pred = np.concatenate([np.repeat(np.arange(1, 11), row) for row in cm])
-        report = grading_report(y_true, y_pred)
-        n = max(1, int(cm.sum()))
-        return {"val_loss": float(loss_sum) / n, "val_qwk": report["qwk"], "val_mae": report["mae"],
-                "val_acc": report["accuracy"], "report": report}
+        report = report_from_confusion(confusion.round().long().cpu().numpy())
+        return {"val_loss": float(loss_sum) / max(1, report["n"]), "val_qwk": report["qwk"],
+                "val_mae": report["mae"], "val_acc": report["accuracy"], "report": report}
 
     # ----------------------------------------------------------------------------------- bookkeeping
-    def _end_of_epoch(self, ctx, metrics: dict, improved: bool) -> None:
-        self._check_finite(torch.tensor(metrics["val_loss"]), ctx)
-        lr = ctx.optimizer.param_groups[0]["lr"]
-        remaining = (ctx.epochs - self.pos.epoch) + (self.cfg.training.phase2_epochs if ctx.phase == 1 else 0)
-        epoch_time = ctx.last_epoch_time
-        fields = dict(phase=ctx.phase, epoch=self.pos.epoch, epochs=ctx.epochs, step=self.pos.global_step,
-                      train_loss=ctx.last_train_loss, val_loss=metrics["val_loss"], val_qwk=metrics["val_qwk"],
-                      val_mae=metrics["val_mae"], val_acc=metrics["val_acc"], lr=lr,
-                      samples_per_s=round(ctx.last_samples_per_s, 2), epoch_time_s=round(epoch_time, 2),
-                      data_time_s=round(ctx.last_data_time, 2), eta_s=round(remaining * epoch_time, 1),
-                      improved=improved)
+    def _end_of_epoch(self, plan: PhasePlan, metrics: dict, improved: bool) -> None:
+        """Report the epoch (metrics = validation results + train_epoch's stats), save best/last/numbered
+        checkpoints. Called on every rank with self.pos still at the epoch just trained."""
+        pos, phase = self.pos, plan.phase
+        self._check_finite(torch.tensor(metrics["val_loss"]), phase)
+        remaining = (plan.epochs - pos.epoch) + (self.cfg.training.phase2_epochs if phase == 1 else 0)
+        fields = dict(phase=phase, epoch=pos.epoch, epochs=plan.epochs, step=pos.global_step,
+                      train_loss=metrics["train_loss"], val_loss=metrics["val_loss"], val_qwk=metrics["val_qwk"],
+                      val_mae=metrics["val_mae"], val_acc=metrics["val_acc"],
+                      lr=plan.optimizer.param_groups[0]["lr"], samples_per_s=round(metrics["samples_per_s"], 2),
+                      epoch_time_s=round(metrics["epoch_time_s"], 2), data_time_s=round(metrics["data_time_s"], 2),
+                      eta_s=round(remaining * metrics["epoch_time_s"], 1), improved=improved)
         self.history.append(fields)
-        self.events.emit("epoch", f"epoch {self.pos.epoch} phase {ctx.phase} val_qwk {metrics['val_qwk']:.4f}",
-                         **fields)
+        self.events.emit("epoch", f"epoch {pos.epoch} phase {phase} val_qwk {metrics['val_qwk']:.4f}", **fields)
         if self.tb:
             for key in ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s"):
-                self.tb.add_scalar(f"phase{ctx.phase}/{key}", fields[key], self.pos.global_step)
+                self.tb.add_scalar(f"phase{phase}/{key}", fields[key], pos.global_step)
         if improved and self.is_main:
-            best = {"model": self.model.state_dict(), "model_signature": self.model_signature,
-                    "phase": ctx.phase, "epoch": self.pos.epoch, "metrics": {k: v for k, v in metrics.items()
-                                                                             if k != "report"}}
-            seconds = checkpoint.save(best, storage.join(self.ckpt_dir, f"phase{ctx.phase}_best.pth"))
+            best = {"model": self.model.state_dict(), "model_signature": self.model_signature, "phase": phase,
+                    "epoch": pos.epoch, "metrics": {k: metrics[k] for k in ("val_loss", "val_qwk", "val_mae",
+                                                                            "val_acc")}}
+            seconds = checkpoint.save(best, storage.join(self.ckpt_dir, f"phase{phase}_best.pth"))
             self.events.emit("checkpoint", f"new best {self.cfg.early_stopping.metric} "
-                                           f"{ctx.stopper.best:.4f}: phase{ctx.phase}_best.pth",
-                             phase=ctx.phase, epoch=self.pos.epoch, kind="best", save_s=round(seconds, 3))
-        # Epoch boundary state: the next epoch starts at batch 0 (set before saving, so resume starts there).
-        next_pos = Position(ctx.phase, self.pos.epoch + 1, 0, self.pos.global_step, self.pos.phase_step)
-        every = self.cfg.output.save_every
+                                           f"{plan.stopper.best:.4f}: phase{phase}_best.pth",
+                             phase=phase, epoch=pos.epoch, kind="best", save_s=round(seconds, 3))
+        # Saved as the next epoch's start (batch 0), so a resume from here starts there.
+        next_epoch = Position(phase, pos.epoch + 1, 0, pos.global_step, pos.phase_step)
         # Numbered over the whole run (phase 2 continues phase 1's count) so names never collide.
-        run_epoch = self.pos.epoch + (self.cfg.training.phase1_epochs if ctx.phase == 2 else 0)
-        names = ["last.pth"] + ([f"checkpoint_epoch_{run_epoch}.pth"] if every and run_epoch % every == 0 else [])
-        saved_pos = self.pos
-        self.pos = next_pos
-        for name in names:
-            seconds = self._save_training_state(ctx, name)
-            if name == "last.pth":
-                self._last_save_s = seconds
-        self.pos = saved_pos
+        run_epoch = pos.epoch + (self.cfg.training.phase1_epochs if phase == 2 else 0)
+        every = self.cfg.output.save_every
+        self.last_save_s = self._save_training_state(plan, "last.pth", next_epoch)
+        if every and run_epoch % every == 0:
+            self._save_training_state(plan, f"checkpoint_epoch_{run_epoch}.pth", next_epoch)
         if self.is_main:
             checkpoint.prune(self.ckpt_dir, self.cfg.output.keep_last)
-            self._publish_run_files()
+            self.run_dir.publish()
         distributed.barrier()
 
-    def _save_training_state(self, ctx, name: str) -> float:
-        rng = self._rng_state()
-        all_rng = distributed.gather_objects(rng)  # every rank's generators, saved by rank 0
+    def _save_training_state(self, plan: PhasePlan, name: str, position: Position) -> float:
+        """Everything a resume at `position` needs; every rank's RNG state, written by rank 0."""
+        all_rng = distributed.gather_objects(checkpoint.rng_state())
         if not self.is_main:
             return 0.0
         state = {
-            "model": self.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
-            "scheduler": ctx.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "early_stopping": ctx.stopper.state_dict(), "position": vars(self.pos).copy(),
-            "global_step": self.pos.global_step, "rng": all_rng, "model_signature": self.model_signature,
+            "model": self.model.state_dict(), "optimizer": plan.optimizer.state_dict(),
+            "scheduler": plan.scheduler.state_dict(), "scaler": self.compute.scaler.state_dict(),
+            "early_stopping": plan.stopper.state_dict(), "position": asdict(position),
+            "global_step": position.global_step, "rng": all_rng, "model_signature": self.model_signature,
             "history": self.history, "config": self.cfg.to_dict(),
         }
         path = storage.join(self.ckpt_dir, name)
         seconds = checkpoint.save(state, path)
-        self.events.emit("checkpoint", f"saved {name} in {seconds:.2f}s", phase=ctx.phase, epoch=self.pos.epoch,
-                         step=self.pos.global_step, path=path, kind=name.split("_")[0].removesuffix(".pth"),
+        self.events.emit("checkpoint", f"saved {name} in {seconds:.2f}s", phase=plan.phase, epoch=position.epoch,
+                         step=position.global_step, path=path, kind=name.split("_")[0].removesuffix(".pth"),
                          save_s=round(seconds, 3))
         return seconds
-
-    def _rng_state(self) -> dict:
-        np_state = np.random.get_state()
-        return {
-            "python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-
-    def _restore_rng(self, all_rng: list) -> None:
-        rng = all_rng[self.denv.rank] if self.denv.rank < len(all_rng) else all_rng[0]
-        random.setstate(_as_tuple(rng["python"]))
-        name, keys, *rest = rng["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-
-    def _publish_run_files(self) -> None:
-        if self.is_main and storage.is_gcs(self.out_dir):
-            for f in self.local_run_dir.iterdir():
-                if f.is_file():
-                    storage.copy_to(str(f), storage.join(self.out_dir, f.name))
 
     # ---------------------------------------------------------------------------------------- finish
     def finish(self) -> int:
         sides = ("front", "back") if self.cfg.training.phase2_epochs > 0 else ("back",)
-        metrics = self.evaluate("test", sides)
-        report = metrics["report"]
+        report = self.evaluate("test", sides)["report"]
         if self.is_main:
             export_path = export_model(self.model, self.model_dir, {
                 "image_size": list(self.cfg.data.image_size), "sides": list(sides),
                 "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")},
                 "preset": self.cfg.source})
-            storage.write_text_atomic(str(self.local_run_dir / "report.json"), json.dumps(report, indent=2))
-            self._publish_run_files()
+            self.run_dir.write_text("report.json", json.dumps(report, indent=2))
+            self.run_dir.publish()
             if self.events.mode == "text":
                 print(format_report(report), flush=True)
             self.events.emit("done", f"test QWK {report['qwk']:.4f}, MAE {report['mae']:.3f}; model exported to "
@@ -695,50 +466,14 @@ class Trainer:
         return EXIT_OK
 
 
-@dataclass
-class PhaseContext:
-    phase: int
-    sides: tuple
-    epochs: int
-    steps_per_epoch: int
-    net: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    stopper: EarlyStopping
-    sampler: ListSampler
-    loader: DataLoader
-    last_train_loss: float = math.nan
-    last_samples_per_s: float = 0.0
-    last_data_time: float = 0.0
-    last_epoch_time: float = 0.0
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-
-def one_line(exc: BaseException) -> str:
-    """The error's own message. One re-raised from a DataLoader worker (e.g. an ImageError with
-    data.cache off and num_workers > 0) carries the worker's traceback in its message; the last line of
-    that is the original `module.Type: message`."""
-    text = str(exc).strip()
-    if "\n" not in text:
-        return text
-    last = text.splitlines()[-1]
-    head, sep, message = last.partition(": ")
-    return message if sep and head.rsplit(".", 1)[-1] == type(exc).__name__ else last
-
-
 BAD_INPUT = (ConfigError, SplitsError, ImageError, CheckpointError, storage.StorageError, TrainingError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    trainer = None
     try:
         cfg = config_from_args(args)
-        trainer = Trainer(cfg, log_format=args.log_format)
-        return trainer.run()
+        return Trainer(cfg, log_format=args.log_format).run()
     except BAD_INPUT as exc:
         if args.debug:
             traceback.print_exc()

@@ -1,4 +1,4 @@
-"""The catalog (machine/GPU rules, prices per DESIGN.md §7) and the time/cost estimate."""
+"""The catalog (machine/GPU rules, prices per docs/design.md §7) and the time/cost estimate."""
 from __future__ import annotations
 
 import json

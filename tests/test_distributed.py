@@ -1,17 +1,15 @@
-"""core.distributed: CLUSTER_SPEC / torchrun mapping, the samplers, and real gloo collectives."""
+"""core.distributed: CLUSTER_SPEC / torchrun mapping and real gloo collectives."""
 from __future__ import annotations
 
 import json
 import socket
-from collections import Counter
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from core.distributed import (DistEnv, DistributedShardSampler, DistributedWeightedSampler,
-                              all_reduce_sum, any_rank_true, barrier, broadcast_object, cleanup,
-                              dist_env_from_environ, gather_objects, init_distributed, is_main, sampler_weights)
+from core.distributed import (DistEnv, all_reduce_sum, any_rank_true, barrier, broadcast_object, cleanup,
+                              dist_env_from_environ, gather_objects, init_distributed, is_main)
 
 
 def spec(task_type: str = "workerpool0", index: int = 0, workers: int = 2) -> str:
@@ -95,102 +93,6 @@ def test_malformed_cluster_spec_is_a_one_line_value_error(raw, message):
 def test_bad_rank_environment_is_a_one_line_value_error(env, message):
     with pytest.raises(ValueError, match=message):
         dist_env_from_environ(env)
-
-
-# ---------------------------------------------------------------- weighted sampler
-
-SKEWED = [1] * 10 + [5] * 40 + [10] * 250
-
-
-def test_ranks_draw_disjoint_shares_of_one_global_weighted_draw():
-    weights = sampler_weights(SKEWED)
-    shares = [list(DistributedWeightedSampler(weights, 100, rank=r, world_size=3, seed=7)) for r in range(3)]
-    whole = list(DistributedWeightedSampler(weights, 300, rank=0, world_size=1, seed=7))
-    assert [len(s) for s in shares] == [100, 100, 100]
-    interleaved = [shares[i % 3][i // 3] for i in range(300)]
-    assert interleaved == whole
-
-
-def test_same_epoch_gives_the_same_draw_on_every_instance():
-    weights = sampler_weights(SKEWED)
-    a = DistributedWeightedSampler(weights, 50, rank=1, world_size=2, seed=3)
-    b = DistributedWeightedSampler(weights, 50, rank=1, world_size=2, seed=3)
-    a.set_epoch(4)
-    b.set_epoch(4)
-    assert list(a) == list(b)
-
-
-def test_different_epochs_draw_differently():
-    sampler = DistributedWeightedSampler(sampler_weights(SKEWED), 100, seed=3)
-    sampler.set_epoch(0)
-    first = list(sampler)
-    sampler.set_epoch(1)
-    assert list(sampler) != first
-
-
-def test_grade_shares_follow_inverse_sqrt_frequency_weights():
-    sampler = DistributedWeightedSampler(sampler_weights(SKEWED, power=0.5), 20_000, seed=0)
-    drawn = Counter(SKEWED[i] for i in sampler)
-    counts = Counter(SKEWED)
-    # P(record) ∝ 1/sqrt(n_grade)  =>  share(grade) ∝ n_grade / sqrt(n_grade) = sqrt(n_grade)
-    norm = sum(n ** 0.5 for n in counts.values())
-    for grade, n in counts.items():
-        assert drawn[grade] / 20_000 == pytest.approx(n ** 0.5 / norm, abs=0.015)
-
-
-def test_sampler_weights_are_inverse_power_of_grade_frequency():
-    assert sampler_weights([9, 9, 9, 9, 2], power=0.5) == [0.5, 0.5, 0.5, 0.5, 1.0]
-    assert sampler_weights([9, 9, 2], power=1.0) == [0.5, 0.5, 1.0]
-
-
-def test_skip_continues_the_epoch_in_the_same_order():
-    weights = sampler_weights(SKEWED)
-    sampler = DistributedWeightedSampler(weights, 64, rank=1, world_size=2, seed=11)
-    sampler.set_epoch(2)
-    full = list(sampler)
-
-    resumed = DistributedWeightedSampler(weights, 64, rank=1, world_size=2, seed=0)
-    resumed.load_state_dict(sampler.state_dict())
-    resumed.skip(40)
-    assert list(resumed) == full[40:]
-    assert list(resumed) == full  # the skip applies to the resumed epoch only
-    assert len(resumed) == 64
-
-
-def test_skip_past_the_epoch_is_an_error():
-    with pytest.raises(ValueError, match=r"skip\(65\): expected 0\.\.64"):
-        DistributedWeightedSampler([1.0, 2.0], 64).skip(65)
-
-
-def test_invalid_weights_are_rejected():
-    with pytest.raises(ValueError, match="non-negative"):
-        DistributedWeightedSampler([1.0, -1.0], 4)
-    with pytest.raises(ValueError, match="exceeds the 2 records"):
-        DistributedWeightedSampler([1.0, 1.0, 0.0], 2, world_size=2, rank=0, replacement=False)
-
-
-def test_without_replacement_ranks_share_no_index():
-    shares = [set(DistributedWeightedSampler([1.0] * 20, 10, rank=r, world_size=2, seed=1,
-                                             replacement=False)) for r in range(2)]
-    assert not shares[0] & shares[1] and len(shares[0] | shares[1]) == 20
-
-
-# ---------------------------------------------------------------- shard sampler
-
-def test_shard_sampler_covers_every_item_once_without_padding():
-    shards = [list(DistributedShardSampler(10, rank=r, world_size=3)) for r in range(3)]
-    assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-    assert [len(DistributedShardSampler(10, rank=r, world_size=3)) for r in range(3)] == [4, 3, 3]
-
-
-def test_shuffled_shards_partition_a_seeded_permutation_and_resume():
-    shards = [DistributedShardSampler(11, rank=r, world_size=2, shuffle=True, seed=5) for r in range(2)]
-    for s in shards:
-        s.set_epoch(3)
-    drawn = [list(s) for s in shards]
-    assert sorted(drawn[0] + drawn[1]) == list(range(11))
-    shards[0].skip(2)
-    assert list(shards[0]) == drawn[0][2:]
 
 
 # ---------------------------------------------------------------- real process group (gloo, 2 ranks)

@@ -1,4 +1,4 @@
-"""core.schedulers against HuggingFace's formulas (DESIGN.md §3), written out by hand here."""
+"""core.schedulers against HuggingFace's formulas (docs/design.md §3), written out by hand here."""
 import math
 
 import pytest

@@ -29,7 +29,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-# --- PSA rules (DESIGN.md §2) ------------------------------------------------------------------
+# --- PSA rules (docs/design.md §2) ------------------------------------------------------------------
 
 @pytest.mark.parametrize("share, cap", [
     (0.55, 10), (0.45, 10), (0.5501, 9), (0.60, 9), (0.40, 9), (0.6001, 8), (0.65, 8), (0.6501, 7),

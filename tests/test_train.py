@@ -13,7 +13,7 @@ from core.early_stopping import EarlyStopping
 from core.export import CONFIG_FILE, WEIGHTS_FILE, load_exported
 from core.evaluate import predict_records
 from core.records import load_splits
-from core.train import accumulate_and_step, main
+from core.train import main
 from core.train_args import build_parser, config_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,26 +39,6 @@ def smoke_run(tmp_path_factory, smoke_splits):
                           env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, metric_lines(proc.stdout)
-
-
-def test_gradient_accumulation_4x8_equals_one_batch_of_32():
-    torch.manual_seed(0)
-    x, y = torch.randn(32, 6), torch.randn(32, 1)
-
-    def make():
-        torch.manual_seed(1)
-        model = torch.nn.Linear(6, 1)
-        return model, torch.optim.SGD(model.parameters(), lr=0.1)
-
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    loss_fn = lambda m: lambda b: torch.nn.functional.mse_loss(m(b[0]), b[1])  # noqa: E731
-    big, opt_big = make()
-    accumulate_and_step(big, [(x, y)], loss_fn(big), opt_big, scaler, 0.0)
-    small, opt_small = make()
-    micro = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 32, 8)]
-    accumulate_and_step(small, micro, loss_fn(small), opt_small, scaler, 0.0)
-    for a, b in zip(big.parameters(), small.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_early_stopping_counts_only_improvements_past_min_delta():

@@ -1,4 +1,4 @@
-"""Bring your own cards: build, check and describe `splits.json` (DESIGN.md §1) from a user's scans.
+"""Bring your own cards: build, check and describe `splits.json` (docs/design.md §1) from a user's scans.
 
 CLI: `python -m core.splits build|check|stats ...` (see docs/bring_your_own_cards.md).
 The functions below are what the cockpit calls; none of them imports anything outside core.

@@ -67,7 +67,7 @@ KEY_ORDER = ("id", "group", "front", "back", "grade", "edge", "centering")
 
 
 def _ordered(rec: dict) -> dict:
-    """Keys in DESIGN.md §1 order, so the file reads the same however the row was assembled."""
+    """Keys in docs/design.md §1 order, so the file reads the same however the row was assembled."""
     return {k: rec[k] for k in KEY_ORDER if k in rec}
 
 

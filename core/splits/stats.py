@@ -1,5 +1,5 @@
 """What a splits.json holds: grades per split, image sizes, aux-label coverage, and what the
-class-balancing sampler (P ∝ 1/freq^0.5, DESIGN.md §3) will make of the grade imbalance."""
+class-balancing sampler (P ∝ 1/freq^0.5, docs/design.md §3) will make of the grade imbalance."""
 from __future__ import annotations
 
 import statistics

@@ -1,4 +1,4 @@
-"""Built-in synthetic trading cards with PSA-style labels (DESIGN.md §1, §2).
+"""Built-in synthetic trading cards with PSA-style labels (docs/design.md §1, §2).
 
 `generate(out_dir, n, seed, size=(W, H))` writes a card set and returns its splits.json path;
 `python -m core.synth --out DIR --n N --seed S --size WxH` does the same from a shell. The grade of

@@ -1,4 +1,4 @@
-"""Writing a synthetic card set: JPEGs under DIR/img and DIR/splits.json (DESIGN.md §1).
+"""Writing a synthetic card set: JPEGs under DIR/img and DIR/splits.json (docs/design.md §1).
 
 Every card has its own random stream seeded by (seed, index), so a card does not change when `n`
 does, and a seed always gives the same bytes. splits.json is removed first and written last

