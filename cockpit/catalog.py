@@ -92,6 +92,16 @@ class Catalog:
         self.accelerator(accelerator)
         return machine.accelerators.get(accelerator, ())
 
+    def choices(self, region: str) -> list[tuple[str, str, int]]:
+        """Every valid (machine, accelerator or "", GPU count) in `region`, catalog order: the one rule
+        of what a user may pick (the form's selects and the Cost section's table both follow it)."""
+        out = []
+        for machine in self.machine_types(region):
+            options = ([""] if self.machine(machine).cpu_only else []) + self.accelerators_for(machine, region)
+            for accelerator in options:
+                out += [(machine, accelerator, count) for count in self.allowed_counts(machine, accelerator)]
+        return out
+
     def hourly_price(self, machine_type: str, accelerator: str, count: int, region: str,
                      spot: bool = False) -> float:
         """USD per hour for ONE replica: (host + count x GPU) x region multiplier x Vertex surcharge."""

@@ -1,22 +1,20 @@
 """Headless cloud commands: `jobs`, `logs JOB [--follow]`, `cancel JOB`, `pull JOB [--to DIR]`.
 
 Each `cmd_*` takes the parsed argparse namespace and returns the process exit code; errors print one
-line on stderr. Which project and region: `--preset` (default: the `cloud` preset), then the environment
-(GOOGLE_CLOUD_PROJECT). Job ids starting with `local-` belong to cockpit.local_runs.
+line on stderr (cockpit.cli turns a raised CockpitError into that line and its exit code; `--debug` adds the
+traceback). Which backend, project and region: cockpit.jobs (`--project`, then `--preset`'s, default the
+`cloud` preset, then GOOGLE_CLOUD_PROJECT). Job ids starting with `local-` belong to cockpit.local_runs.
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from cockpit.backend import JobInfo, LogLine, parse_metric
+from cockpit.backend import JobState, LogLine, parse_metric
 from cockpit.errors import (EXIT_INTERRUPTED, EXIT_MONITOR, EXIT_OK, EXIT_SUBMIT, EXIT_USAGE, CockpitError,
-                            exit_code_for_state, one_line_errors)
-DEFAULT_STATE_POLL_S = 15.0  # GetCustomJob while following; PSA_STATE_POLL_S overrides (tests)
+                            exit_code_for_state)
 
 
 # ----- formatting ------------------------------------------------------------------------------------------
@@ -45,66 +43,20 @@ def format_line(line: LogLine) -> str:
     return f"{stamp}{level}{where}{text}"
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def _gpu(info: JobInfo) -> str:
-    if not info.accelerator_count:
-        return "-"
-    short = info.accelerator_type.removeprefix("NVIDIA_").removeprefix("TESLA_")
-    return f"{info.accelerator_count} x {short}" + (f" x{info.replica_count}" if info.replica_count > 1 else "")
-
-
-def jobs_table(jobs: list[JobInfo], now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    rows = [("ID", "NAME", "STATE", "MACHINE", "GPU", "AGE", "COST")]
-    for j in sorted(jobs, key=lambda j: j.create_time or now, reverse=True):
-        cost = j.cost_so_far(now)
-        rows.append((j.id, j.name, j.state.removeprefix("JOB_STATE_"), j.machine_type or j.backend,
-                     _gpu(j), _age(j.age_seconds(now)), f"${cost:.2f}" if cost is not None else "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
 # ----- backends ---------------------------------------------------------------------------------------------
 
-def vertex_backend(args: Any) -> Any:
-    """The VertexBackend for --preset (default `cloud`), with --project/--region/env taking precedence."""
+def _target_config(args: Any) -> Any:
+    """The preset that names project and region: --preset, default `cloud` (with --set applied)."""
     from cockpit.presets import validate_preset
-    from cockpit.vertex import VertexBackend
 
-    cfg = validate_preset(getattr(args, "preset", None) or "cloud", list(getattr(args, "set", None) or []))
-    project = (getattr(args, "project", None) or cfg.cloud.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""))
-    region = getattr(args, "region", None) or cfg.cloud.region
-    return VertexBackend(cfg, project=project, region=region)
-
-
-def _local_backend() -> Any | None:
-    try:
-        from cockpit.local_runs import LocalBackend
-    except ImportError:
-        return None
-    return LocalBackend()
-
-
-def _is_local(job_id: str) -> bool:
-    return job_id.startswith("local-")
+    return validate_preset(getattr(args, "preset", None) or "cloud", list(getattr(args, "set", None) or []))
 
 
 def _backend_for(job_id: str, args: Any) -> Any:
-    if _is_local(job_id):
-        backend = _local_backend()
-        if backend is None:
-            raise CockpitError(f"{job_id}: local runs are not available in this installation")
-        return backend
-    return vertex_backend(args)
+    from cockpit.jobs import Backends, is_local
+
+    cfg = None if is_local(job_id) else _target_config(args)
+    return Backends().for_job(job_id, cfg, getattr(args, "project", None), getattr(args, "region", None))
 
 
 # ----- following a job -------------------------------------------------------------------------------------
@@ -116,11 +68,6 @@ def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_po
     Ctrl-C stops following only: the job keeps running, and we say how to pick it up again.
     """
     out = out or sys.stdout
-    if state_poll_s is None:
-        state_poll_s = float(os.environ.get("PSA_STATE_POLL_S", DEFAULT_STATE_POLL_S))
-    if state_poll_s < 1:
-        tail_options.setdefault("check_interval_s", state_poll_s)
-        tail_options.setdefault("drain_s", state_poll_s)
     # the tail's knobs exist only for Vertex; a local run follows its stdout file
     extra = dict(tail_options, state_poll_s=state_poll_s) if getattr(backend, "name", "") == "vertex" else {}
     try:
@@ -140,7 +87,7 @@ def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_po
               f"running: psa-cockpit logs {job_id} --follow, or psa-cockpit cancel {job_id}", file=sys.stderr)
         return EXIT_MONITOR
     print(f"job {job_id} {info.state}", file=out, flush=True)
-    if info.state == "JOB_STATE_FAILED" and info.error:
+    if info.state == JobState.FAILED and info.error:
         print(f"error: {info.error}", file=sys.stderr)
     if not info.terminal:  # a user stop (TUI) before the end
         return EXIT_OK
@@ -149,15 +96,16 @@ def follow_job(backend: Any, job_id: str, out: TextIO | None = None, *, state_po
 
 # ----- commands ---------------------------------------------------------------------------------------------
 
-@one_line_errors
 def cmd_jobs(args: Any) -> int:
     """Table of this tool's Vertex jobs and local runs."""
-    jobs: list[JobInfo] = []
-    local = _local_backend()
-    if local is not None:
-        jobs += local.list()
+    from cockpit.jobs import Backends, jobs_table
+
+    backends = Backends()
+    cfg = _target_config(args)
+    project, region = getattr(args, "project", None), getattr(args, "region", None)
+    jobs = backends.local.list()
     try:
-        jobs += vertex_backend(args).list()
+        jobs += backends.require_vertex(cfg, project, region).list()
     except CockpitError as exc:
         if not jobs:
             raise
@@ -166,7 +114,6 @@ def cmd_jobs(args: Any) -> int:
     return EXIT_OK
 
 
-@one_line_errors
 def cmd_logs(args: Any) -> int:
     """A job's logs; with --follow, live until it ends (exit code from its final state)."""
     job_id = args.job
@@ -178,7 +125,6 @@ def cmd_logs(args: Any) -> int:
     return EXIT_OK
 
 
-@one_line_errors
 def cmd_cancel(args: Any) -> int:
     """Ask the service to cancel a job; prints the state it reports back."""
     info = _backend_for(args.job, args).cancel(args.job)
@@ -186,13 +132,15 @@ def cmd_cancel(args: Any) -> int:
     return EXIT_OK
 
 
-@one_line_errors
 def cmd_pull(args: Any) -> int:
     """Download a job's exported model (default ./models/<job>)."""
+    from cockpit.jobs import pull_model
+
     job_id = args.job
     to = Path(getattr(args, "to", None) or Path("models") / job_id)
     if to.exists() and not to.is_dir():
         raise CockpitError(f"--to {to}: exists and is not a directory", EXIT_USAGE)
-    path = _backend_for(job_id, args).pull(job_id, to)
+    backend = _backend_for(job_id, args)
+    path = pull_model(backend, backend.get(job_id), to)
     print(f"model of job {job_id} -> {path}")
     return EXIT_OK

@@ -33,24 +33,11 @@ class CockpitError(Exception):
 
 
 def exit_code_for_state(state: str) -> int:
-    """A Vertex JobState name (local runs use the same names) -> the CLI exit code."""
-    if state == "JOB_STATE_SUCCEEDED":
+    """A job state (cockpit.backend.JobState; local runs use the same names) -> the CLI exit code."""
+    from cockpit.backend import JobState
+
+    if state == JobState.SUCCEEDED:
         return EXIT_OK
-    if state in ("JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING"):
+    if state in (JobState.CANCELLED, JobState.CANCELLING):
         return EXIT_CANCELLED
     return EXIT_FAILED
-
-
-def one_line_errors(fn):
-    """Wrap a command `fn(args) -> exit code`: a CockpitError becomes one line on stderr and its code."""
-    import functools
-    import sys
-
-    @functools.wraps(fn)
-    def run(args):
-        try:
-            return fn(args)
-        except CockpitError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return exc.exit_code
-    return run

@@ -11,6 +11,7 @@ cost = (machine + GPUs) x replicas x hours, on-demand and spot side by side.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -380,6 +381,39 @@ def estimate(cfg: Config, catalog: Catalog, step_time: StepTime | None = None, *
                            f"{c.region}",
                     price_source=f"{catalog.source} ({catalog.date}), Vertex surcharge x{catalog.vertex_surcharge:g}",
                     notes=notes)
+
+
+@dataclass
+class Alternative:
+    """The same run priced on another machine + GPU combination."""
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+    hours: float
+    on_demand_usd: float
+    spot_usd: float
+
+
+def alternatives(cfg: Config, catalog: Catalog, step_time: StepTime) -> list[Alternative]:
+    """`cfg`'s run on every valid machine + GPU of its region (Catalog.choices), cheapest on-demand first."""
+    out = []
+    for machine, accelerator, count in catalog.choices(cfg.cloud.region):
+        cloud = dataclasses.replace(cfg.cloud, machine_type=machine, accelerator_type=accelerator,
+                                    accelerator_count=count)
+        try:
+            e = estimate(dataclasses.replace(cfg, cloud=cloud), catalog, step_time=step_time)
+        except CockpitError:
+            continue
+        out.append(Alternative(machine, accelerator, count, e.hours, e.on_demand_usd, e.spot_usd))
+    return sorted(out, key=lambda a: a.on_demand_usd)
+
+
+def estimate_with_alternatives(cfg: Config, catalog: Catalog,
+                               runs_dir: Path | None = Path("outputs/runs")) -> tuple[Estimate, list[Alternative]]:
+    """The preset's estimate and its alternatives from one step time (last local run, else the default
+    table; never the benchmark, which would block a live panel for seconds)."""
+    step = step_time_from_runs(cfg, runs_dir) or default_step_time(cfg, catalog)
+    return estimate(cfg, catalog, step_time=step), alternatives(cfg, catalog, step)
 
 
 def format_estimate(est: Estimate) -> str:

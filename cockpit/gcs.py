@@ -12,16 +12,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from core import storage
 from cockpit import clients
 from cockpit.errors import EXIT_SUBMIT, CockpitError
 
 
 def parse_gs(uri: str) -> tuple[str, str]:
-    """'gs://bucket/a/b' -> ('bucket', 'a/b'); 'gs://bucket' -> ('bucket', '')."""
-    if not uri.startswith("gs://") or not uri[5:].split("/", 1)[0]:
-        raise CockpitError(f"{uri!r} is not a gs://bucket/path URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    """'gs://bucket/a/b' -> ('bucket', 'a/b') by core.storage's parser; a one-line CockpitError otherwise."""
+    try:
+        if storage.is_gcs(uri):
+            return storage.split_gcs(uri)
+    except storage.StorageError:
+        pass
+    raise CockpitError(f"{uri!r} is not a gs://bucket/path URI")
 
 
 def _md5_b64(path: Path) -> str:
@@ -158,13 +161,9 @@ def download_prefix(gs_uri: str, local_dir: str | os.PathLike, client: Any = Non
 
 
 def _download_atomic(blob: Any, target: Path) -> None:
-    """Write beside the target and rename, so an interrupted pull never leaves half a model file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        blob.download_to_filename(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Download into a scratch folder, then publish with core.storage.copy_to (the one atomic-write
+    helper): an interrupted pull never leaves half a model file at the target."""
+    with tempfile.TemporaryDirectory(prefix="psa-pull-") as scratch:
+        part = Path(scratch) / "part"
+        blob.download_to_filename(str(part))
+        storage.copy_to(part, target)

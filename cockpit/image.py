@@ -18,10 +18,13 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from core.config import Config
+from core.config import PRESETS_DIR, Config
 from cockpit.errors import EXIT_BUILD, EXIT_CANCELLED, EXIT_USAGE, CockpitError
 
 LineSink = Callable[[str], None]
+# The build context: the repository root (the Dockerfile copies core/ and presets/ from there), whatever
+# the working directory of the CLI or the TUI.
+REPO_ROOT = PRESETS_DIR.parent
 # Vertex AI runs x86-64 machines: build for that platform even on an ARM laptop.
 PLATFORM = "linux/amd64"
 _DAEMON_DOWN = ("cannot connect to the docker daemon", "is the docker daemon running", "error during connect")
@@ -99,6 +102,23 @@ def build_image(uri: str, context_dir: str | os.PathLike, on_line: LineSink, doc
 def push_image(uri: str, on_line: LineSink, cancel: threading.Event | None = None) -> None:
     """`docker push URI`, streamed to on_line."""
     _run_docker([docker_executable(), "push", uri], on_line, cancel, "push", uri)
+
+
+def build_and_push(uri: str, on_line: LineSink, cancel: threading.Event | None = None,
+                   context_dir: str | os.PathLike = REPO_ROOT) -> bool:
+    """Build the image from the repository root and push it, unless the registry already has this tag
+    (the tag names the commit and uncommitted changes, so the same tag is the same image). Every line
+    of docker's output, and a `$ docker ...` line before each step, goes to on_line. Returns whether it
+    built. The CLI's `--submit` and the TUI's Build section and submit call this one function."""
+    if image_exists(uri):
+        on_line(f"image {uri} already in the registry; skipping build")
+        return False
+    on_line(f"$ docker build -t {uri} {context_dir}")
+    build_image(uri, context_dir, on_line, cancel=cancel)
+    on_line(f"$ docker push {uri}")
+    push_image(uri, on_line, cancel=cancel)
+    on_line(f"pushed {uri}")
+    return True
 
 
 def image_exists(uri: str) -> bool:

@@ -28,11 +28,10 @@ from typing import Any, Iterator
 
 from core.config import resolve_preset_path, ConfigError
 from core.storage import write_bytes_atomic
-from cockpit.backend import JobInfo, LogLine, parse_metric
+from cockpit.backend import JobInfo, JobState, LogLine, parse_metric
 from cockpit.errors import CockpitError
 
-RUNNING, SUCCEEDED, FAILED, CANCELLED = ("JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED",
-                                         "JOB_STATE_CANCELLED")
+RUNNING, SUCCEEDED, FAILED, CANCELLED = JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 EXIT_BAD_INPUT, EXIT_PREEMPTED = 2, 75  # core.train's codes
 META, STDOUT = "run.json", "stdout.log"

@@ -309,7 +309,12 @@ def validate_cloud(cfg: Config, catalog: Catalog | None = None, submitting: bool
     for value, pattern, key, expected in checks:
         if value and not pattern.match(value):
             raise CockpitError(f"{where}: cloud.{key} = {value!r} must be {expected}")
-    for key, value in c.labels.items():
+    check_labels(c.labels, where)
+
+
+def check_labels(labels: dict[str, str], where: str = "preset") -> None:
+    """Vertex AI label rules, the one place they are checked (validation and the job builder call it)."""
+    for key, value in labels.items():
         if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
             raise CockpitError(f"{where}: cloud.labels {key} = {value!r}: label keys and values must be "
                                f"lowercase letters, digits, '_' or '-' (at most 63; keys start with a letter)")

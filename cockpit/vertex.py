@@ -31,8 +31,16 @@ RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 30.0
 RETRY_TIMEOUT_S = 300.0
 TRAIN_MODULE = "core.train"     # the image's ENTRYPOINT is ["python", "-m", "core.train"]
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+DEFAULT_STATE_POLL_S = 15.0   # GetCustomJob while following a job; PSA_STATE_POLL_S overrides (tests)
+
+
+def state_poll_s() -> float:
+    """Seconds between job-state checks while following (CLI and TUI alike)."""
+    import os
+
+    return float(os.environ.get("PSA_STATE_POLL_S", DEFAULT_STATE_POLL_S))
 
 
 def bucket_name(bucket: str) -> str:
@@ -43,16 +51,6 @@ def bucket_name(bucket: str) -> str:
 def label_value(text: str) -> str:
     """Any text -> a valid label value (lowercase letters, digits, _ and -, at most 63)."""
     return re.sub(r"[^a-z0-9_-]+", "-", text.lower())[:63]
-
-
-def check_labels(labels: dict[str, str], where: str = "cloud.labels") -> None:
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(key):
-            raise CockpitError(f"{where}: label key {key!r} must start with a lowercase letter and use only "
-                               "lowercase letters, digits, _ and - (at most 63)")
-        if not _LABEL_VALUE.match(value):
-            raise CockpitError(f"{where}: label {key} = {value!r} must use only lowercase letters, digits, "
-                               "_ and - (at most 63)")
 
 
 def output_directory(cfg: Config, display_name: str) -> str:
@@ -85,9 +83,11 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
     """The aiplatform_v1.CustomJob for a validated preset. Raises CockpitError(EXIT_USAGE) on bad labels."""
     from google.cloud import aiplatform_v1 as v1
 
+    from cockpit.presets import check_labels
+
     c = cfg.cloud
     labels = dict(c.labels)
-    check_labels(labels)
+    check_labels(labels, cfg.source or "preset")
     labels[COCKPIT_LABEL] = "1"
     labels.setdefault(PRESET_LABEL, label_value(preset_name))
 
@@ -174,7 +174,21 @@ def api_error(action: str, exc: Exception) -> CockpitError:
     code = getattr(exc, "grpc_status_code", None) or getattr(exc, "code", None)
     name = getattr(code, "name", None) or (str(code) if code else type(exc).__name__)
     message = getattr(exc, "message", None) or str(exc)
-    return CockpitError(f"{action}: {name}: {message.splitlines()[0] if message else ''}", EXIT_SUBMIT)
+    hint = _API_HINTS.get(name, "")
+    return CockpitError(f"{action}: {name}: {message.splitlines()[0] if message else ''}"
+                        + (f"; {hint}" if hint else ""), EXIT_SUBMIT)
+
+
+# What to do about the API errors a user can fix (README.md, "Troubleshooting").
+_API_HINTS = {
+    "PERMISSION_DENIED": "the account needs roles/aiplatform.user on the project (README: Who may do what)",
+    "UNAUTHENTICATED": clients.AUTH_HINT,
+    "RESOURCE_EXHAUSTED": "over a quota: request more Custom model training GPU quota for the region, or "
+                          "choose another region or GPU (README: Troubleshooting, Quota)",
+    "NOT_FOUND": "check cloud.project and cloud.region, and that the Vertex AI API is enabled",
+    "UNAVAILABLE": "the service did not answer; check the network and try again",
+    "DEADLINE_EXCEEDED": "the service did not answer in time; try again",
+}
 
 
 class VertexBackend:
@@ -316,7 +330,10 @@ class VertexBackend:
         job_id = self.resource_name(job_id).rsplit("/", 1)[-1]
         if not follow:
             return list_entries(self._logging_factory(), self.project, job_id)
-        poll_s = tail_options.pop("state_poll_s", 15.0)
+        poll_s = tail_options.pop("state_poll_s", None) or state_poll_s()
+        if poll_s < 1:  # tests: a fast state poll wants a fast tail watcher too
+            tail_options.setdefault("check_interval_s", poll_s)
+            tail_options.setdefault("drain_s", poll_s)
         tailer = LogTailer(self.project, job_id, self._logging_factory, stop_event=stop,
                            should_stop=StatePoller(self, job_id, poll_s), **tail_options)
         return iter(tailer)

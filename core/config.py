@@ -398,11 +398,15 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if section not in SECTIONS:
         raise ConfigError(f"--set {text!r}: unknown section '{section}'{_did_you_mean(section, SECTIONS)}")
     spec = field_spec(section, key)
-    value = _parse_value(value_text.strip(), spec)
+    value = parse_value(value_text, spec)
     return section, key, check_value(spec, value, "--set")
 
 
-def _parse_value(text: str, spec: FieldSpec) -> Any:
+def parse_value(text: str, spec: FieldSpec) -> Any:
+    """Typed text -> a value for `spec`: the one parser of `--set` and the cockpit's form. Booleans take
+    true/false, yes/no, 1/0; other text is TOML; text that is neither goes through as a string, so
+    check_value names the key and the expected type."""
+    text = text.strip()
     if spec.type is str:
         if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
             return text[1:-1]

@@ -205,3 +205,23 @@ def test_ctrl_c_during_run_cancels_the_trainer_and_exits_3(local_cli, fake_train
     assert "JOB_STATE_CANCELLED" in out and "cancelling local-" in err
     run = next((local_cli / "outputs" / "runs").iterdir())
     assert json.loads((run / "run.json").read_text())["exit_code"] == 75  # SIGTERM: saved, then stopped
+
+
+EVERY_COMMAND = [["jobs", "--preset", "cloud"], ["logs", "123", "--preset", "cloud"],
+                 ["cancel", "123", "--preset", "cloud"], ["pull", "123", "--preset", "cloud"],
+                 ["--submit", "cloud", "--no-build"], ["estimate", "cloud", "--set", "cloud.region=mars-1"],
+                 ["validate", "cloud", "--for-submit"], ["run", "no-such-preset"]]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=lambda a: a[0].lstrip("-"))
+def test_every_command_gives_one_line_and_exit_2_and_debug_adds_the_traceback(argv, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The cloud preset has no project: each command fails before any network call, the same way."""
+    monkeypatch.chdir(tmp_path)  # no local runs here
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["--debug", *argv]) == 2
+    debug_err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in debug_err and debug_err.endswith(err)

@@ -131,8 +131,9 @@ def test_api_error_at_submit_exits_4(cloud, preset, capsys):
     import grpc
     cloud.create_error = grpc.StatusCode.PERMISSION_DENIED
     assert submit("--submit", preset, "--no-build", "--tag", "t1") == 4
-    assert capsys.readouterr().err == ("error: create custom job: PERMISSION_DENIED: "
-                                       "create refused by the fake\n")
+    assert capsys.readouterr().err == ("error: create custom job: PERMISSION_DENIED: create refused by the "
+                                       "fake; the account needs roles/aiplatform.user on the project (README: "
+                                       "Who may do what)\n")
 
 
 def test_bad_preset_exits_2_with_one_line(offline, capsys):
@@ -237,8 +238,8 @@ def test_jobs_lists_submitted_jobs_as_a_table(cloud, preset, capsys):
     capsys.readouterr()
     assert main(["jobs", "--preset", preset]) == 0
     header, row = capsys.readouterr().out.splitlines()[:2]
-    assert header.split() == ["ID", "NAME", "STATE", "MACHINE", "GPU", "AGE", "COST"]
-    assert row.split()[0] == "1000" and "QUEUED" in row and "n1-standard-8" in row and "1 x T4" in row
+    assert header.split() == ["ID", "NAME", "STATE", "MACHINE", "AGE", "COST"]
+    assert row.split()[0] == "1000" and "QUEUED" in row and "n1-standard-8+1xT4" in row
 
 
 def test_logs_prints_the_jobs_history(cloud, preset, capsys):

@@ -13,7 +13,7 @@ from cockpit.errors import CockpitError
 from cockpit.local_runs import LocalBackend
 from cockpit.presets import PresetDocument
 from cockpit.tui.app import CockpitApp
-from cockpit.tui.backends import Backends
+from cockpit.jobs import Backends
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen
 from cockpit.tui.logview import LogView
 from textual.widgets import DataTable, Input, Select, Static
@@ -370,6 +370,7 @@ async def test_a_failing_worker_shows_its_message_in_a_dialog(workdir):
 async def test_build_streams_docker_output_and_can_be_cancelled(workdir, monkeypatch):
     monkeypatch.setenv("PATH", f"{REPO / 'tests/bin'}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("DOCKER_STUB_MODE", "slow")
+    monkeypatch.setenv("DOCKER_STUB_NO_MANIFEST", "1")  # the tag is not in the registry: a build starts
     monkeypatch.setenv("DOCKER_STUB_DELAY", "0.02")
     doc = PresetDocument.load(workdir / "presets/cloud.toml")
     doc.set("cloud", "project", "test-project")

@@ -75,7 +75,7 @@ def test_labels_and_base_output_directory():
 def test_invalid_label_value_is_refused_with_the_label_named():
     cfg = _cfg()
     cfg.cloud.labels = {"team": "Data Science"}
-    with pytest.raises(CockpitError, match=r"cloud.labels: label team = 'Data Science' must use only lowercase"):
+    with pytest.raises(CockpitError, match=r"cloud.labels team = 'Data Science': label keys and values must be lowercase"):
         _job(cfg)
 
 

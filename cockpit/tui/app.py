@@ -1,13 +1,14 @@
 """`psa-cockpit` with no subcommand: the Textual cockpit.
 
-Five sections, one key each (F2-F6, or 1-5 outside text boxes): Presets, Cost, Build, Jobs, Run/Logs.
-Screens call the engine (cockpit.presets, catalog, estimate, image, local_runs, vertex) and hold no
-cloud logic. Slow work runs in thread workers that report back with `call_from_thread`; a failed
-worker becomes an error dialog with the engine's one-line message (`worker_state_changed`).
+Five sections, one key each (F2-F6, or 1-5 outside text boxes): Presets, Cost, Build, Jobs, Run/Logs;
+F7 submits the open preset to Vertex AI. Screens call the engine (cockpit.presets, estimate, jobs,
+submit, image, local_runs, vertex: the same functions as the headless CLI) and hold no cloud logic.
+Slow work runs in thread workers that report back with `call_from_thread`, and cloud SDKs are imported
+inside those workers; a failed worker becomes an error dialog with the engine's one-line message
+(`worker_state_changed`): the app never exits on an error.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -23,11 +24,11 @@ from core.config import ConfigError
 from cockpit.errors import EXIT_USAGE, CockpitError
 from cockpit.presets import PresetDocument
 from cockpit.tui.commands import CockpitCommands
-from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen
+from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen, SubmitDialog
 from cockpit.tui.logview import LogView
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.build import BuildSection
-from cockpit.tui.sections.cost import Alternative, CostPanel, CostSection, EstimateResult
+from cockpit.tui.sections.cost import CostPanel, CostSection, EstimateResult
 from cockpit.tui.sections.jobs import JobsSection
 from cockpit.tui.paths import short_paths, show_path
 from cockpit.tui.sections.presets import PresetsSection
@@ -58,6 +59,9 @@ class CockpitApp(App):
         *(Binding(f"{fkey},{digit}", f"section('{sid}')", title, id=f"section.{sid}", key_display=fkey.upper(),
                   tooltip=f"Show the {title} section ({fkey.upper()}, or {digit} outside a text box)")
           for sid, title, fkey, digit in SECTIONS),
+        Binding("f7", "submit_vertex", "Submit to Vertex", id="app.submit", key_display="F7",
+                tooltip="Submit the open preset to Vertex AI: validate, confirm (machine, GPUs, cost, image), "
+                        "build and push if needed, create the job and follow it in Run/Logs"),
         Binding("f1,question_mark", "help", "Help", id="app.help", key_display="F1/?",
                 tooltip="List every key binding"),
         Binding("q", "quit_cockpit", "Quit", id="app.quit",
@@ -70,7 +74,7 @@ class CockpitApp(App):
                  catalog: Any = None, backends: Any = None):
         super().__init__()
         from cockpit.catalog import load_catalog
-        from cockpit.tui.backends import Backends
+        from cockpit.jobs import Backends
 
         self.catalog = catalog or load_catalog()
         self.doc = PresetDocument.load(preset_path or "local", self.catalog)
@@ -79,6 +83,9 @@ class CockpitApp(App):
         self.validation_error = ""
         self.estimate_result = EstimateResult()
         self._estimate_timer: Any = None
+        self.submitting = False         # a submit is between F7 and its job (or its failure)
+        self.submitted: Any = None      # the JobInfo of the last job this app submitted
+        self.pulled: Path | None = None  # where the last pull put a model
 
     # -- layout ------------------------------------------------------------------------------------------
 
@@ -194,30 +201,13 @@ class CockpitApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="estimate")
     def _estimate(self, cfg: Any) -> None:
-        from cockpit.estimate import default_step_time, estimate, step_time_from_runs
+        from cockpit.estimate import estimate_with_alternatives
 
-        catalog = self.catalog
         try:
-            step = step_time_from_runs(cfg) or default_step_time(cfg, catalog)
-            main = estimate(cfg, catalog, step_time=step)
+            main, alternatives = estimate_with_alternatives(cfg, self.catalog)
         except CockpitError as exc:
             self.call_from_thread(self._show_estimate, EstimateResult(error=exc.message))
             return
-        alternatives = []
-        region = cfg.cloud.region
-        for machine in catalog.machine_types(region):
-            accs = catalog.accelerators_for(machine, region)
-            options = ([""] if catalog.machine(machine).cpu_only else []) + accs
-            for acc in options:
-                for count in catalog.allowed_counts(machine, acc):
-                    cloud = dataclasses.replace(cfg.cloud, machine_type=machine, accelerator_type=acc,
-                                                accelerator_count=count)
-                    try:
-                        e = estimate(dataclasses.replace(cfg, cloud=cloud), catalog, step_time=step)
-                    except CockpitError:
-                        continue
-                    alternatives.append(Alternative(machine, acc, count, e.hours, e.on_demand_usd, e.spot_usd))
-        alternatives.sort(key=lambda a: a.on_demand_usd)
         self.call_from_thread(self._show_estimate, EstimateResult(main, "", alternatives))
 
     def _show_estimate(self, result: EstimateResult) -> None:
@@ -233,12 +223,110 @@ class CockpitApp(App):
     def open_job(self, info: Any) -> None:
         """Show a job (local or Vertex) in Run/Logs and follow it."""
         try:
-            backend = self.backends.for_job(info, self.cfg)
+            backend = self.backends.for_job(info.id, self.cfg)
         except CockpitError as exc:
             self.show_error(exc.message)
             return
         self.action_section("run")
         self.run_section.follow(backend, info)
+
+    def pull(self, info: Any) -> None:
+        """Download a succeeded job's model to models/<job id> (Jobs and Run/Logs: p)."""
+        from cockpit.backend import JobState, short_state
+
+        if info.state != JobState.SUCCEEDED:
+            self.show_error(f"{info.id} is {short_state(info.state)}: only a succeeded job has an exported "
+                            "model to pull; wait for it to finish (Run/Logs follows it)")
+            return
+        self.notify(f"pulling the model of {info.id}...", timeout=3)
+        self._pull(info)
+
+    @work(thread=True, exit_on_error=False, group="pull")
+    def _pull(self, info: Any) -> None:
+        from cockpit.jobs import pull_model
+
+        where = pull_model(self.backends.for_job(info.id, self.cfg), info)
+        self.pulled = Path(where)
+        self.call_from_thread(self.notify, f"model of {info.id} in {show_path(where)}", timeout=6)
+
+    # -- submit to Vertex AI -----------------------------------------------------------------------------
+
+    def action_submit_vertex(self) -> None:
+        """F7: validate the open preset for a submit, then plan it (in a worker) and ask."""
+        if self.submitting:
+            self.notify("a submit is already under way (Build shows it; x cancels)", severity="warning")
+            return
+        try:
+            cfg = self.doc.validate(submitting=True)
+        except CockpitError as exc:
+            self.show_error(f"not submitted: {exc.message}", title="Submit to Vertex AI")
+            return
+        self.submitting = True
+        self.notify("preparing the submit (estimate, image tag, job)...", timeout=3)
+        self._plan_submit(cfg, False)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
+    def _plan_submit(self, cfg: Any, upload: bool) -> None:
+        from cockpit.submit import plan_submit
+
+        try:
+            plan = plan_submit(cfg, catalog=self.catalog, upload_data=upload)
+            if plan.over_budget:
+                raise plan.budget_error(fix="raise cloud.max_cost_usd in Presets, or choose spot or a "
+                                            "cheaper machine (the Cost section compares them)")
+        except BaseException:
+            self.call_from_thread(self._submit_over)
+            raise
+        self.call_from_thread(self._confirm_submit, plan)
+
+    def _confirm_submit(self, plan: Any) -> None:
+        from core import storage
+
+        splits = plan.cfg.data.splits
+        can_upload = not storage.is_gcs(splits) and Path(splits).is_file()
+
+        def answered(answer: Any) -> None:
+            if answer is None:
+                self._submit_over()
+                return
+            if self.doc.dirty:  # the job runs the preset file baked into the image: save it first
+                self.doc.save()
+                self.presets_section.show_dirty()
+            cancel = self.query_one(BuildSection).begin()
+            self.action_section("build")
+            self._launch(plan, answer.upload, cancel)
+
+        self.push_screen(SubmitDialog(plan.summary(), plan.warnings, can_upload, self.doc.dirty), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
+    def _launch(self, plan: Any, upload: bool, cancel: Any) -> None:
+        from cockpit.submit import launch, plan_submit
+
+        build = self.query_one(BuildSection)
+        try:
+            if upload and plan.upload is None:  # the job reads the uploaded copy: plan it again with it
+                plan = plan_submit(plan.cfg, catalog=self.catalog, tag=plan.tag, display_name=plan.display_name,
+                                   upload_data=True)
+            backend = self.backends.require_vertex(plan.cfg)
+            info = launch(plan, backend, build.sink, cancel=cancel)
+        except BaseException as exc:
+            build.finish_from_thread(exc)
+            self.call_from_thread(self._submit_over)
+            if not cancel.is_set():
+                raise
+            return
+        build.finish_from_thread(None)
+        self.submitted = info
+        self.call_from_thread(self._submitted, backend, info)
+
+    def _submitted(self, backend: Any, info: Any) -> None:
+        self._submit_over()
+        self.notify(f"submitted {info.name} ({info.id}); following it here", timeout=6)
+        self.action_section("run")
+        self.run_section.follow(backend, info)
+
+    def _submit_over(self) -> None:
+        self.submitting = False
 
     # -- errors, help, quit ------------------------------------------------------------------------------
 
@@ -250,12 +338,12 @@ class CockpitApp(App):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.worker_state_changed(event)
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, title: str = "Error") -> None:
         message = short_paths(message)
         top = self.screen
         if isinstance(top, ErrorDialog) and top.message == message:
             return
-        self.push_screen(ErrorDialog(message))
+        self.push_screen(ErrorDialog(message, title))
 
     def help_rows(self) -> list[tuple[str, str, str, str]]:
         rows = []
@@ -271,6 +359,7 @@ class CockpitApp(App):
             add(section.TITLE, section.BINDINGS)
         add("log views", LogView.BINDINGS)
         add("dialogs", ConfirmDialog.BINDINGS)
+        add("submit dialog", SubmitDialog.BINDINGS)
         add("help", HelpScreen.BINDINGS)
         rows.append(("anywhere", "ctrl+p", "Command palette", "Search the cockpit's actions (current section first)"))
         return rows

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 class CockpitCommands(Provider):
     def _commands(self) -> Iterator[tuple[str, str, object]]:
-        app: CockpitApp = self.app  # type: ignore[assignment]
+        app = cast("CockpitApp", self.app)
         current = app.active_section_widget()
         if current is not None:
             for title, help_text, action in current.PALETTE:
@@ -26,6 +26,8 @@ class CockpitCommands(Provider):
                 continue
             for title, help_text, action in section.PALETTE:
                 yield (f"{section.TITLE}: {title}", help_text, partial(app.goto_and_run, section, action))
+        yield ("Submit to Vertex AI", "Validate, confirm, build and push if needed, create the job and follow it (F7)",
+               partial(app.call_later, app.action_submit_vertex))
         yield "Help: list every key", "Show the key bindings (F1)", partial(app.call_later, app.action_help)
         yield "Quit", "Quit the cockpit (asks first when needed)", partial(app.call_later, app.action_quit_cockpit)
 

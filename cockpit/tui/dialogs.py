@@ -1,12 +1,14 @@
 """Modal dialogs: confirm, error (one line from a CockpitError), a one-field prompt, and the help screen."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -37,6 +39,54 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    upload: bool  # upload the local data set first
+
+
+class SubmitDialog(ModalScreen[SubmitAnswer | None]):
+    """The submit confirmation: what will run, for how long, at what cost, from which image."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Submit", id="submit.yes", tooltip="Build if needed, then create the job"),
+        Binding("n,escape", "answer(False)", "Cancel", id="submit.no", tooltip="Submit nothing (Esc)"),
+    ]
+
+    def __init__(self, rows: list[tuple[str, str]], warnings: list[str], can_upload: bool, saves: bool):
+        super().__init__()
+        self.rows, self.warnings, self.can_upload, self.saves = rows, warnings, can_upload, saves
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for label, value in self.rows:
+            table.add_row(label, value)
+        with Vertical(classes="dialog submit-dialog"):
+            yield Label("Submit to Vertex AI?", classes="dialog-title")
+            yield Static(table, id="submit-summary")
+            for warning in self.warnings:
+                yield Static(f"warning: {warning}", classes="dialog-hint", markup=False)
+            if self.saves:
+                yield Label("The preset has unsaved changes: submitting saves them first.", classes="dialog-hint")
+            if self.can_upload:
+                yield Checkbox("upload the data set first (data.splits folder)", id="submit-upload", compact=True)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Submit [y]", id="yes", variant="warning")
+                yield Button("Cancel [n]", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_answer(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        upload = self.can_upload and self.query_one("#submit-upload", Checkbox).value
+        self.dismiss(SubmitAnswer(upload) if yes else None)
 
 
 class ErrorDialog(ModalScreen[None]):

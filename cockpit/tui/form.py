@@ -6,7 +6,6 @@ offer only what the catalog allows in the chosen region and for the chosen machi
 """
 from __future__ import annotations
 
-import tomllib
 from typing import Any
 
 import tomlkit
@@ -16,7 +15,7 @@ from textual.lazy import Lazy
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from core.config import FieldSpec, schema
+from core.config import FieldSpec, parse_value, schema
 from cockpit.catalog import Catalog
 from cockpit.errors import CockpitError
 from cockpit.presets import PresetDocument
@@ -44,20 +43,6 @@ def to_text(value: Any) -> str:
     return repr(value)
 
 
-def parse_text(text: str, spec: FieldSpec) -> Any:
-    """Typed text -> a value; text that is not TOML goes through as a string, so the engine's check
-    names the key and the expected type."""
-    if spec.type is str:
-        text = text.strip()
-        if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-            return text[1:-1]
-        return text
-    try:
-        return tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _tooltip(spec: FieldSpec) -> str:
     bits = [spec.help, f"default: {to_text(spec.default) or '(empty)'}"]
     if spec.min is not None:
@@ -79,7 +64,7 @@ class FormGroup(Container):
 
     def on_mount(self) -> None:
         if self.section == "cloud":  # the catalog selects exist now: offer only valid choices
-            self.parent.sync_catalog(fix=False)  # type: ignore[union-attr]
+            self.query_ancestor(PresetForm).sync_catalog(fix=False)
 
 
 class PresetForm(VerticalScroll):
@@ -267,7 +252,7 @@ class PresetForm(VerticalScroll):
             return
         spec = self.specs[(section, key)]
         if from_text:
-            value = parse_text(value, spec)
+            value = parse_value(value, spec)
         current = self.doc.get(section, key)
         if value == current and isinstance(value, bool) == isinstance(current, bool):
             self._show_error(section, key, "")  # back to the stored value: nothing to do

@@ -57,13 +57,13 @@ class BuildSection(Section):
         self.query_one("#build-image", Static).update(self._target_text())
 
     def _target_text(self) -> str:
-        cfg = self.app.cfg  # type: ignore[attr-defined]
+        cfg = self.cockpit.cfg
         if cfg is None:
             return "image: the preset is not valid (see Presets)"
         from cockpit.image import image_uri
 
         try:
-            return f"image: {image_uri(cfg, '<git tag>')}   context: . (Dockerfile)"
+            return f"image: {image_uri(cfg, '<git tag>')}   context: repo root (Dockerfile)"
         except CockpitError as exc:
             return f"image: {short_paths(exc.message)}"
 
@@ -84,19 +84,43 @@ class BuildSection(Section):
     def running(self) -> bool:
         return self.outcome == "running"
 
-    def action_build(self) -> None:
-        if self.running:
-            self.notify("a build is already running (x cancels it)", severity="warning")
-            return
-        cfg = self.app.cfg  # type: ignore[attr-defined]
-        if cfg is None:
-            self.app.show_error("the preset is not valid; fix it in Presets first")  # type: ignore[attr-defined]
-            return
+    # -- one streamed, cancellable piece of work (a build, or a submit's build + upload + create) ----------
+
+    def begin(self) -> threading.Event:
+        """Clear the log and show a running task; returns the Event that `x` sets to cancel it."""
         self.query_one("#build-log", LogView).clear()
         self._cancel = threading.Event()
         self._started, self._ended, self.outcome = time.monotonic(), None, "running"
         self._show_state()
-        self._build(cfg, self._cancel)
+        return self._cancel
+
+    def sink(self, text: str) -> None:
+        """A line of output, from any thread."""
+        self.feed.put(LogLine(text))
+
+    def finish(self, outcome: str) -> None:
+        """'done', 'failed' or 'cancelled' (UI thread)."""
+        self._ended, self.outcome = time.monotonic(), outcome
+        self._drain()
+        self._show_state()
+
+    def finish_from_thread(self, error: BaseException | None) -> None:
+        """A worker's end: a failure after the user's cancel is 'cancelled' (no dialog for that)."""
+        cancelled = self._cancel is not None and self._cancel.is_set()
+        outcome = "done" if error is None else "cancelled" if cancelled else "failed"
+        self.cockpit.call_from_thread(self.finish, outcome)
+
+    # -- actions -----------------------------------------------------------------------------------------
+
+    def action_build(self) -> None:
+        if self.running:
+            self.notify("a build is already running (x cancels it)", severity="warning")
+            return
+        cfg = self.cockpit.cfg
+        if cfg is None:
+            self.cockpit.show_error("the preset is not valid; fix it in Presets first")
+            return
+        self._build(cfg, self.begin())
 
     def action_cancel_build(self) -> None:
         if self._cancel is not None and self.running:
@@ -105,30 +129,13 @@ class BuildSection(Section):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="build")
     def _build(self, cfg, cancel: threading.Event) -> None:
-        from cockpit.image import build_image, git_tag, image_uri, push_image
-
-        def sink(text: str) -> None:
-            self.feed.put(LogLine(text))
+        from cockpit.image import REPO_ROOT, build_and_push, git_tag, image_uri
 
         try:
-            uri = image_uri(cfg, git_tag("."))
-            sink(f"$ docker build -t {uri} .")
-            build_image(uri, ".", sink, cancel=cancel)
-            sink(f"$ docker push {uri}")
-            push_image(uri, sink, cancel=cancel)
-        except CockpitError:
-            if cancel.is_set():  # the user asked for it: no error dialog
-                self.app.call_from_thread(self._finished, "cancelled")
-                return
-            self.app.call_from_thread(self._finished, "failed")
-            raise
-        except BaseException:
-            self.app.call_from_thread(self._finished, "failed")
-            raise
-        self.feed.put(LogLine(f"pushed {uri}", severity="NOTICE"))
-        self.app.call_from_thread(self._finished, "done")
-
-    def _finished(self, outcome: str) -> None:
-        self._ended, self.outcome = time.monotonic(), outcome
-        self._drain()
-        self._show_state()
+            build_and_push(image_uri(cfg, git_tag(REPO_ROOT)), self.sink, cancel)
+        except BaseException as exc:
+            self.finish_from_thread(exc)
+            if not cancel.is_set():
+                raise
+            return
+        self.finish_from_thread(None)

@@ -3,7 +3,7 @@ and the same run priced on every machine + GPU combination the region offers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,15 +13,8 @@ from textual.widgets import DataTable, Label, Static
 
 from cockpit.tui.sections import Section
 
-
-@dataclass
-class Alternative:
-    machine_type: str
-    accelerator_type: str
-    accelerator_count: int
-    hours: float
-    on_demand_usd: float
-    spot_usd: float
+if TYPE_CHECKING:
+    from cockpit.estimate import Alternative
 
 
 @dataclass
@@ -29,7 +22,7 @@ class EstimateResult:
     """What the app's estimate worker produced for one version of the preset."""
     estimate: Any = None                 # cockpit.estimate.Estimate, None when the preset is invalid
     error: str = ""                      # the engine's one-line message when there is no estimate
-    alternatives: list[Alternative] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)  # cockpit.estimate.alternatives
 
 
 def hours_text(h: float) -> str:
@@ -102,4 +95,4 @@ class CostSection(Section):
                           f"${alt.on_demand_usd:,.2f}", f"${alt.spot_usd:,.2f}")
 
     def action_recompute(self) -> None:
-        self.app.schedule_estimate(delay=0)  # type: ignore[attr-defined]
+        self.cockpit.schedule_estimate(delay=0)

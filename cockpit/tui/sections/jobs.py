@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 from rich.text import Text
 from textual import work
@@ -10,9 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
-from cockpit.backend import JobInfo
-from cockpit.errors import CockpitError
-from cockpit.tui.backends import NO_PROJECT_NOTE
+from cockpit.backend import JobInfo, short_state
+from cockpit.jobs import COLUMNS, job_row
 from cockpit.tui.dialogs import ConfirmDialog
 from cockpit.tui.sections import Section
 
@@ -20,12 +18,7 @@ REFRESH_S = 3.0
 STATE_STYLES = {"RUNNING": "bold green", "SUCCEEDED": "cyan", "FAILED": "bold red", "CANCELLED": "yellow",
                 "CANCELLING": "yellow", "QUEUED": "magenta", "PENDING": "magenta", "EXPIRED": "red",
                 "PAUSED": "dim", "UPDATING": "dim", "PARTIALLY_SUCCEEDED": "yellow"}
-COLUMNS = ("id", "name", "state", "machine", "age", "cost")
 NAME_WIDTH = 22
-
-
-def short_state(state: str) -> str:
-    return state.removeprefix("JOB_STATE_")
 
 
 def state_text(state: str) -> Text:
@@ -33,33 +26,11 @@ def state_text(state: str) -> Text:
     return Text(s, style=STATE_STYLES.get(s, ""))
 
 
-def age_text(info: JobInfo, now: datetime) -> str:
-    s = int(info.age_seconds(now))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s // 60 % 60:02d}"
-    return f"{s // 86400}d"
-
-
-def machine_text(info: JobInfo) -> str:
-    """'n1-standard-8+1xT4'; 'local' for local runs (which run on this machine)."""
-    if info.backend == "local":
-        return "this machine"
-    text = info.machine_type or "-"
-    if info.accelerator_type:
-        gpu = info.accelerator_type.removeprefix("NVIDIA_").removeprefix("TESLA_")
-        text += f"+{info.accelerator_count}x{gpu}"
-    return text + (f" x{info.replica_count}" if info.replica_count > 1 else "")
-
-
 def cells(info: JobInfo, now: datetime) -> tuple:
-    cost = info.cost_so_far(now)
-    name = info.name if len(info.name) <= NAME_WIDTH else info.name[:NAME_WIDTH - 1] + "…"
-    return (info.id, name, state_text(info.state), machine_text(info), age_text(info, now),
-            "-" if cost is None else f"${cost:,.2f}")
+    """The engine's row (cockpit.jobs.job_row), with the state coloured and long names cut."""
+    row = job_row(info, now)
+    name = row.name if len(row.name) <= NAME_WIDTH else row.name[:NAME_WIDTH - 1] + "…"
+    return (row.id, name, state_text(info.state), row.machine, row.age, row.cost)
 
 
 class JobsSection(Section):
@@ -92,7 +63,7 @@ class JobsSection(Section):
         self.set_interval(REFRESH_S, self._tick)
 
     def _tick(self) -> None:
-        if self.app.active_section == self.SECTION_ID:  # type: ignore[attr-defined]
+        if self.cockpit.active_section == self.SECTION_ID:
             self.refresh_jobs()
 
     @property
@@ -103,17 +74,8 @@ class JobsSection(Section):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs")
     def refresh_jobs(self) -> None:
-        app = self.app
-        jobs = list(app.backends.local.list())  # type: ignore[attr-defined]
-        note = ""
-        try:
-            vertex = app.backends.vertex(app.cfg)  # type: ignore[attr-defined]
-            if vertex is None:
-                note = NO_PROJECT_NOTE
-            else:
-                jobs += vertex.list()
-        except CockpitError as exc:
-            note = f"Vertex AI: {exc.message}; showing local runs only"
+        app = self.cockpit
+        jobs, note = app.backends.list_jobs(app.cfg)
         app.call_from_thread(self.show_jobs, jobs, note)
 
     def show_jobs(self, jobs: list[JobInfo], note: str, now: datetime | None = None) -> None:
@@ -150,7 +112,7 @@ class JobsSection(Section):
     def action_open(self) -> None:
         info = self.selected()
         if info is not None:
-            self.app.open_job(info)  # type: ignore[attr-defined]
+            self.cockpit.open_job(info)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -174,26 +136,13 @@ class JobsSection(Section):
 
     @work(thread=True, exit_on_error=False, group="jobs-cancel")
     def _cancel(self, info: JobInfo) -> None:
-        app = self.app
-        backend = app.backends.for_job(info, app.cfg)  # type: ignore[attr-defined]
+        app = self.cockpit
+        backend = app.backends.for_job(info.id, app.cfg)
         after = backend.cancel(info.id)
         app.call_from_thread(self.notify, f"{info.id}: {short_state(after.state)}", timeout=4)
         app.call_from_thread(self.refresh_jobs)
 
     def action_pull(self) -> None:
         info = self.selected()
-        if info is None:
-            return
-        if info.state != "JOB_STATE_SUCCEEDED":
-            self.app.show_error(f"{info.id} is {short_state(info.state)}: only a succeeded job "  # type: ignore[attr-defined]
-                                f"has an exported model to pull")
-            return
-        self._pull(info, Path("models") / info.id)
-
-    @work(thread=True, exit_on_error=False, group="jobs-pull")
-    def _pull(self, info: JobInfo, to: Path) -> None:
-        app = self.app
-        backend = app.backends.for_job(info, app.cfg)  # type: ignore[attr-defined]
-        app.call_from_thread(self.notify, f"pulling the model of {info.id}...", timeout=3)
-        where = backend.pull(info.id, to)
-        app.call_from_thread(self.notify, f"model of {info.id} in {where}", timeout=6)
+        if info is not None:
+            self.cockpit.pull(info)

@@ -40,15 +40,15 @@ class PresetsSection(Section):
     ]
 
     def compose(self) -> ComposeResult:
-        app = self.app
+        app = self.cockpit
         with Horizontal(id="preset-bar"):
             yield Label("preset", classes="bar-label")
-            doc = app.doc  # type: ignore[attr-defined]
+            doc = app.doc
             yield Select([(show_path(p), str(p)) for p in preset_files(doc.path)], value=str(doc.path),
                          id="preset-picker", compact=True, allow_blank=False, tooltip="Preset files in ./presets")
             yield Label("", id="preset-dirty")
         with Horizontal(id="preset-body"):
-            yield PresetForm(app.catalog, doc, id="preset-form")  # type: ignore[attr-defined]
+            yield PresetForm(app.catalog, doc, id="preset-form")
             with Vertical(id="preset-side"):
                 yield Label("cost estimate", classes="panel-title")
                 yield CostPanel("estimating...", id="preset-cost")
@@ -61,7 +61,7 @@ class PresetsSection(Section):
 
     def show_document(self) -> None:
         """Fill the picker and the form from the app's current document (after opening another one)."""
-        doc = self.app.doc  # type: ignore[attr-defined]
+        doc = self.cockpit.doc
         picker = self.query_one("#preset-picker", Select)
         files = preset_files(doc.path)
         picker.set_options([(show_path(p), str(p)) for p in files])
@@ -70,7 +70,7 @@ class PresetsSection(Section):
         self.show_dirty()
 
     def show_dirty(self) -> None:
-        doc = self.app.doc  # type: ignore[attr-defined]
+        doc = self.cockpit.doc
         self.query_one("#preset-dirty", Label).update("● unsaved" if doc.dirty else "")
 
     def show_validation(self, message: str) -> None:
@@ -80,23 +80,23 @@ class PresetsSection(Section):
 
     def on_preset_form_edited(self, event: PresetForm.Edited) -> None:
         self.show_dirty()
-        self.app.preset_edited()  # type: ignore[attr-defined]
+        self.cockpit.preset_edited()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id != "preset-picker":
             return
         event.stop()
         value = event.select.value
-        doc = self.app.doc  # type: ignore[attr-defined]
+        doc = self.cockpit.doc
         if value is Select.NULL or Path(str(value)) == doc.path:
             return
         if not doc.dirty:
-            self.app.open_preset(Path(str(value)))  # type: ignore[attr-defined]
+            self.cockpit.open_preset(Path(str(value)))
             return
 
         def answered(discard: bool | None) -> None:
             if discard:
-                self.app.open_preset(Path(str(value)))  # type: ignore[attr-defined]
+                self.cockpit.open_preset(Path(str(value)))
             else:
                 event.select.value = str(doc.path)
 
@@ -106,10 +106,10 @@ class PresetsSection(Section):
     # -- actions -----------------------------------------------------------------------------------------
 
     def action_save(self) -> None:
-        doc = self.app.doc  # type: ignore[attr-defined]
+        doc = self.cockpit.doc
         if self.form.errors():
             field, message = next(iter(self.form.errors().items()))
-            self.app.show_error(f"not saved: {message}")  # type: ignore[attr-defined]
+            self.cockpit.show_error(f"not saved: {message}")
             return
         path = doc.save()
         self.show_dirty()
@@ -119,9 +119,9 @@ class PresetsSection(Section):
         self.query_one("#preset-picker", Select).focus()
 
     def action_new_from(self) -> None:
-        doc = self.app.doc  # type: ignore[attr-defined]
+        doc = self.cockpit.doc
         if doc.dirty:
-            self.app.show_error(f"{show_path(doc.path)} has unsaved changes: save them first (ctrl+s), "  # type: ignore[attr-defined]
+            self.cockpit.show_error(f"{show_path(doc.path)} has unsaved changes: save them first (ctrl+s), "
                                 f"so the new preset extends what you see")
             return
         suggestion = doc.path.with_name(f"{doc.path.stem}-custom.toml")
@@ -137,10 +137,10 @@ class PresetsSection(Section):
             try:
                 child = doc.derive(target)
             except CockpitError as exc:
-                self.app.show_error(exc.message)  # type: ignore[attr-defined]
+                self.cockpit.show_error(exc.message)
                 return
             self.notify(f"wrote {show_path(child.path)} (extends {show_path(doc.path)})", timeout=4)
-            self.app.open_preset(child.path)  # type: ignore[attr-defined]
+            self.cockpit.open_preset(child.path)
 
         self.app.push_screen(PromptDialog(f"New preset that extends {show_path(doc.path)}: file name",
                                           show_path(suggestion)), create)

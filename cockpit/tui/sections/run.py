@@ -1,5 +1,6 @@
 """Run/Logs: start a local training run with one key, follow any job's log (local or Vertex AI) with
-live loss / QWK / learning-rate curves and a status line (phase, epoch, step, samples/s, ETA, cost)."""
+live loss / QWK / learning-rate curves and a status line (state, elapsed, phase, epoch, step, samples/s,
+ETA, cost so far). The job's state is asked every few seconds (cockpit.vertex.state_poll_s)."""
 from __future__ import annotations
 
 import threading
@@ -11,13 +12,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from cockpit.backend import JobInfo, LogLine, MetricEvent, parse_metric
+from cockpit.backend import JobInfo, JobState, LogLine, MetricEvent, parse_metric, short_state
 from cockpit.tui.dialogs import ConfirmDialog
 from cockpit.tui.logview import DRAIN_EVERY_S, LineFeed, LogView, drain_into
 from cockpit.tui.plots import MetricPlots
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.build import clock
-from cockpit.tui.sections.jobs import short_state
+
+def elapsed_text(job: JobInfo) -> str:
+    """'running 0:42' since the job started (to its end once it ended), else 'waiting 0:10' since it was
+    created."""
+    if job.start_time is not None:
+        return f"elapsed {clock(job.running_seconds())}"
+    return f"waiting {clock(job.age_seconds())}"
+
 
 IDLE = "no run: r trains the current preset locally; Jobs (enter) opens any job here"
 
@@ -28,9 +36,12 @@ class RunSection(Section):
     BINDINGS = [
         Binding("r", "run", "Run locally", id="run.start", tooltip="Start a local training run of the current preset"),
         Binding("s", "stop", "Stop run", id="run.stop", tooltip="Stop (cancel) the run shown here, after a confirmation"),
+        Binding("p", "pull", "Pull model", id="run.pull",
+                tooltip="Download the model of the job shown here once it succeeded (to models/JOB)"),
     ]
     PALETTE = [("Start a local training run", "Train the current preset on this machine (r)", "run"),
-               ("Stop the run", "Cancel the run shown in Run/Logs (s)", "stop")]
+               ("Stop the run", "Cancel the run shown in Run/Logs (s)", "stop"),
+               ("Pull the model", "Download the succeeded job's model (p)", "pull")]
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
@@ -78,6 +89,7 @@ class RunSection(Section):
         self.plots.reset()
         self._stop = threading.Event()
         self._tail(backend, info.id, self._stop)
+        self._watch_state(backend, info.id, self._stop)
         self.show_status()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tail")
@@ -90,6 +102,23 @@ class RunSection(Section):
             info = backend.get(job_id)
             self.app.call_from_thread(self._ended, info)
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="state")
+    def _watch_state(self, backend: Any, job_id: str, stop: threading.Event) -> None:
+        """Keep the status line's state current (queued -> running -> ...) until the job ends."""
+        from cockpit.vertex import state_poll_s
+
+        every = state_poll_s() if backend.name == "vertex" else 1.0
+        while not stop.wait(every):
+            info = backend.get(job_id)
+            self.cockpit.call_from_thread(self._state_seen, info)
+            if info.terminal:
+                return
+
+    def _state_seen(self, info: JobInfo) -> None:
+        if self.job is not None and info.id == self.job.id and not self.job.terminal:
+            self.job = info
+            self.show_status()
+
     def _ended(self, info: JobInfo) -> None:
         if self.job is not None and info.id == self.job.id:
             self._drain()
@@ -97,7 +126,7 @@ class RunSection(Section):
             self.show_status()
             self.notify(f"{info.name} ({info.id}) ended: {short_state(info.state)}"
                         + (f": {info.error}" if info.error else ""), timeout=6,
-                        severity="information" if info.state == "JOB_STATE_SUCCEEDED" else "warning")
+                        severity="information" if info.state == JobState.SUCCEEDED else "warning")
 
     def _drain(self) -> None:
         if drain_into(self.feed, self.log_view, self._on_line):
@@ -119,7 +148,7 @@ class RunSection(Section):
         if self.job is None:
             return IDLE
         j = self.job
-        parts = [f"{j.name} [{j.backend}] {short_state(j.state)}"]
+        parts = [f"{j.name} [{j.backend}] {short_state(j.state)}", elapsed_text(j)]
         latest = self._latest()
         if latest is not None:
             if latest.phase is not None:
@@ -151,19 +180,19 @@ class RunSection(Section):
     # -- actions -----------------------------------------------------------------------------------------
 
     def action_run(self) -> None:
-        app = self.app
+        app = self.cockpit
         if self.active_local_run is not None:
-            self.notify(f"{self.job.id} is still training (s stops it)", severity="warning")  # type: ignore[union-attr]
+            self.notify(f"{self.active_local_run.id} is still training (s stops it)", severity="warning")
             return
-        doc = app.doc  # type: ignore[attr-defined]
-        if app.cfg is None:  # type: ignore[attr-defined]
-            app.show_error(f"{app.validation_error}")  # type: ignore[attr-defined]
+        doc = app.doc
+        if app.cfg is None:
+            app.show_error(f"{app.validation_error}")
             return
         if doc.dirty:
             def answered(yes: bool | None) -> None:
                 if yes:
                     doc.save()
-                    app.presets_section.show_dirty()  # type: ignore[attr-defined]
+                    app.presets_section.show_dirty()
                     self._submit(doc.path)
 
             app.push_screen(ConfirmDialog("The preset has unsaved changes. Save them and start the run?",
@@ -173,7 +202,7 @@ class RunSection(Section):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
     def _submit(self, preset_path) -> None:
-        local = self.app.backends.local  # type: ignore[attr-defined]
+        local = self.cockpit.backends.local
         info = local.submit(preset_path, [])
         self.app.call_from_thread(self.follow, local, info)
 
@@ -194,6 +223,12 @@ class RunSection(Section):
     def _cancel(self, backend: Any, job: JobInfo) -> None:
         info = backend.cancel(job.id)
         self.app.call_from_thread(self._cancelled, info)
+
+    def action_pull(self) -> None:
+        if self.job is None:
+            self.notify("no job here: open one from Jobs (enter)", severity="warning")
+            return
+        self.cockpit.pull(self.job)
 
     def _cancelled(self, info: JobInfo) -> None:
         if self.job is not None and self.job.id == info.id:
