@@ -4,6 +4,7 @@
     psa-cockpit --submit PRESET [...]     validate, estimate, build/push, submit to Vertex AI, follow logs
     psa-cockpit jobs | logs JOB [--follow] | cancel JOB | pull JOB [--to DIR]
     psa-cockpit estimate PRESET [--benchmark] | run PRESET [--set ...] | validate PRESET
+    psa-cockpit deploy JOB|gs://... | endpoints | undeploy ENDPOINT | predict (--endpoint ID|--local URL) F B
 
 Plain argparse: no extra dependency and nothing to import before `--help` answers. Every module beyond
 argparse (torch, google.cloud, textual, even the cockpit's own) is imported inside the command that
@@ -18,7 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-COMMANDS = ("jobs", "logs", "cancel", "pull", "estimate", "run", "validate")
+COMMANDS = ("jobs", "logs", "cancel", "pull", "estimate", "run", "validate",
+            "deploy", "endpoints", "undeploy", "predict")
 EXIT_USAGE = 2  # the same value as cockpit.errors.EXIT_USAGE, without importing it for --help
 
 
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset")
     p.add_argument("--for-submit", action="store_true", help="also require what a submit needs (project, bucket)")
     _add_set(p)
+    from cockpit.cli_serving import add_parsers  # light: argparse only
+
+    add_parsers(sub, _add_cloud_target, _add_set)
     return parser
 
 
@@ -155,6 +160,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cockpit import cli_cloud
 
         return getattr(cli_cloud, f"cmd_{args.command}")(args)
+    if args.command in ("deploy", "endpoints", "undeploy", "predict"):
+        from cockpit import cli_serving
+
+        return cli_serving.dispatch(args)
     if args.command == "estimate":
         return cmd_estimate(args)
     if args.command == "run":

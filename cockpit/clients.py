@@ -1,4 +1,5 @@
-"""Build the three Google API clients (Vertex JobService, Cloud Logging, Cloud Storage) from one place.
+"""Build the Google API clients (Vertex AI Job/Model/Endpoint/Prediction services, Cloud Logging, Cloud
+Storage) from one place.
 
 Endpoints (contract, issue 4; hardened in issue 12): a non-Google endpoint comes ONLY from the
 environment, `PSA_VERTEX_ENDPOINT` / `PSA_LOGGING_ENDPOINT` (host:port) and the standard
@@ -98,16 +99,40 @@ def _insecure_channel(address: str):
     return grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
 
 
-def job_client(cfg: Any = None, region: str = "") -> Any:
-    """google.cloud.aiplatform_v1.JobServiceClient for the preset's region (or the override)."""
-    from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
-    from google.cloud.aiplatform_v1.services.job_service.transports import JobServiceGrpcTransport
+def _vertex_client(service: str, client_name: str, cfg: Any, region: str) -> Any:
+    """A GAPIC client of one aiplatform_v1 service (`job_service`, `model_service`, ...) on the Vertex
+    endpoint: every Vertex AI service is reached through the one PSA_VERTEX_ENDPOINT override."""
+    import importlib
 
+    module = importlib.import_module(f"google.cloud.aiplatform_v1.services.{service}")
+    transports = importlib.import_module(f"google.cloud.aiplatform_v1.services.{service}.transports")
+    client_cls = getattr(module, client_name)
     ep = vertex_endpoint(cfg, region)
     if ep.insecure:
-        return JobServiceClient(transport=JobServiceGrpcTransport(channel=_insecure_channel(ep.address)))
+        transport_cls = getattr(transports, client_name.removesuffix("Client") + "GrpcTransport")
+        return client_cls(transport=transport_cls(channel=_insecure_channel(ep.address)))
     credentials, _ = default_credentials()
-    return JobServiceClient(credentials=credentials, client_options={"api_endpoint": ep.address})
+    return client_cls(credentials=credentials, client_options={"api_endpoint": ep.address})
+
+
+def job_client(cfg: Any = None, region: str = "") -> Any:
+    """google.cloud.aiplatform_v1.JobServiceClient for the preset's region (or the override)."""
+    return _vertex_client("job_service", "JobServiceClient", cfg, region)
+
+
+def model_client(cfg: Any = None, region: str = "") -> Any:
+    """aiplatform_v1.ModelServiceClient (Model Registry: UploadModel) for the region."""
+    return _vertex_client("model_service", "ModelServiceClient", cfg, region)
+
+
+def endpoint_client(cfg: Any = None, region: str = "") -> Any:
+    """aiplatform_v1.EndpointServiceClient (create/list endpoints, deploy/undeploy models)."""
+    return _vertex_client("endpoint_service", "EndpointServiceClient", cfg, region)
+
+
+def prediction_client(cfg: Any = None, region: str = "") -> Any:
+    """aiplatform_v1.PredictionServiceClient (online Predict against an endpoint)."""
+    return _vertex_client("prediction_service", "PredictionServiceClient", cfg, region)
 
 
 def logging_client(cfg: Any = None) -> Any:

@@ -91,11 +91,12 @@ def docker_executable() -> str:
 
 
 def build_image(uri: str, context_dir: str | os.PathLike, on_line: LineSink, dockerfile: str = "Dockerfile",
-                cancel: threading.Event | None = None) -> None:
-    """`docker build --platform linux/amd64 -f CONTEXT/DOCKERFILE -t URI CONTEXT`, streamed to on_line."""
+                cancel: threading.Event | None = None, target: str = "") -> None:
+    """`docker build --platform linux/amd64 -f CONTEXT/DOCKERFILE [--target T] -t URI CONTEXT`, streamed
+    to on_line. No target: the Dockerfile's last stage, the trainer; `serve` is the prediction server."""
     context = Path(context_dir)
     argv = [docker_executable(), "build", "--platform", PLATFORM, "-f", str(context / dockerfile),
-            "-t", uri, str(context)]
+            *(["--target", target] if target else []), "-t", uri, str(context)]
     _run_docker(argv, on_line, cancel, "build", uri)
 
 

@@ -55,3 +55,28 @@ def fake_vertex(fake_logging, monkeypatch):
     with FakeVertex(logging=fake_logging) as server:
         monkeypatch.setenv("PSA_VERTEX_ENDPOINT", server.address)
         yield server
+
+
+@pytest.fixture
+def grader_server(tiny_model_dir):
+    """A real core.serve (tiny random model) on 127.0.0.1 over HTTP; yields its base URL."""
+    from core.inference import load_model
+    from core.serve import Grader, create_app, start_background
+
+    grader = Grader(*load_model(tiny_model_dir), decode_threads=2)
+    url, stop = start_background(create_app(grader))
+    yield url
+    stop()
+    grader.close()
+
+
+@pytest.fixture
+def fake_serving(grader_server, monkeypatch):
+    """In-process Vertex Model/Endpoint/Prediction services (and a JobService, `.jobs`) on one address that
+    PSA_VERTEX_ENDPOINT points at; Predict forwards to `grader_server`, a real core.serve."""
+    from tests.fakes.serving_server import FakeServing
+    from tests.fakes.vertex_server import FakeVertex
+
+    with FakeServing(jobs=FakeVertex(), predict_url=grader_server + "/predict") as server:
+        monkeypatch.setenv("PSA_VERTEX_ENDPOINT", server.address)
+        yield server

@@ -8,7 +8,7 @@ import grpc
 
 
 class InProcessGrpcServer:
-    """Subclasses set SERVICE (the full gRPC service name) and implement `_handlers()`."""
+    """Subclasses set SERVICE (the full gRPC service name) and implement `_handlers()` (or `_services()`)."""
 
     SERVICE = ""
     MAX_WORKERS = 8
@@ -19,9 +19,14 @@ class InProcessGrpcServer:
     def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         raise TypeError(f"{type(self).__name__} must define _handlers()")
 
+    def _services(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
+        """Service name -> handler table; a fake speaking several services (one address) overrides it."""
+        return {self.SERVICE: self._handlers()}
+
     def start(self):
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.MAX_WORKERS))
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(self.SERVICE, self._handlers()),))
+        server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(name, handlers)
+                                              for name, handlers in self._services().items()))
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         self._server, self.address = server, f"127.0.0.1:{port}"
