@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from cockpit import clients
 from cockpit.errors import EXIT_SUBMIT, EXIT_USAGE, CockpitError
-from cockpit.vertex import COCKPIT_LABEL, api_error, label_value
+from cockpit.vertex import COCKPIT_LABEL, call_api, label_value
 
 SERVE_TARGET = "serve"            # the Dockerfile stage of the serving image
 SERVE_PORT = 8080                 # core.serve reads AIP_HTTP_PORT; Vertex AI sets it to this port
@@ -164,14 +164,7 @@ class ServingService:
         return endpoint_id if endpoint_id.startswith("projects/") else f"{self.parent}/endpoints/{endpoint_id}"
 
     def _call(self, action: str, fn: Callable[[], Any]) -> Any:
-        from google.api_core import exceptions as gexc
-
-        try:
-            return fn()
-        except gexc.GoogleAPICallError as exc:
-            raise api_error(action, exc) from None
-        except gexc.RetryError as exc:
-            raise CockpitError(f"{action}: gave up retrying: {exc.cause or exc}", EXIT_SUBMIT) from None
+        return call_api(action, fn)
 
     # ----- pricing ----------------------------------------------------------------------------------------
     def hourly_cost(self, machine_type: str, accelerator: str, count: int, replicas: int) -> float | None:

@@ -191,6 +191,18 @@ _API_HINTS = {
 }
 
 
+def call_api(action: str, fn: Callable[[], Any]) -> Any:
+    """fn() with any Google API failure turned into one CockpitError line (EXIT_SUBMIT) naming `action`."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        return fn()
+    except gexc.GoogleAPICallError as exc:
+        raise api_error(action, exc) from None
+    except gexc.RetryError as exc:
+        raise CockpitError(f"{action}: gave up retrying: {exc.cause or exc}", EXIT_SUBMIT) from None
+
+
 class VertexBackend:
     """JobBackend over Vertex AI for one project and region."""
 
@@ -247,14 +259,7 @@ class VertexBackend:
         return job_info(jobs[0], self.catalog) if jobs else None
 
     def _call(self, action: str, fn: Callable[[], Any]) -> Any:
-        from google.api_core import exceptions as gexc
-
-        try:
-            return fn()
-        except gexc.GoogleAPICallError as exc:
-            raise api_error(action, exc) from None
-        except gexc.RetryError as exc:
-            raise CockpitError(f"{action}: gave up retrying: {exc.cause or exc}", EXIT_SUBMIT) from None
+        return call_api(action, fn)
 
     # ----- JobBackend ---------------------------------------------------------------------------------
     def create(self, job: Any, on_request_id: Callable[[str], None] | None = None) -> JobInfo:
