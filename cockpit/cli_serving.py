@@ -7,11 +7,10 @@ cockpit.serving.ServingService, the same service the TUI's Jobs section uses. Wh
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from cockpit.errors import EXIT_CANCELLED, EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError, one_line_errors
+from cockpit.errors import EXIT_CANCELLED, EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError
 
 COMMANDS = ("deploy", "endpoints", "undeploy", "predict")
 
@@ -55,23 +54,28 @@ def serving_service(args: Any) -> Any:
     from cockpit.presets import validate_preset
     from cockpit.serving import ServingService
 
+    from cockpit.jobs import resolve_project
+
     cfg = validate_preset(getattr(args, "preset", None) or "cloud", list(getattr(args, "set", None) or []))
-    project = getattr(args, "project", None) or cfg.cloud.project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")
-    return ServingService(cfg, project=project, region=getattr(args, "region", None) or cfg.cloud.region)
+    return ServingService(cfg, project=resolve_project(cfg, getattr(args, "project", None)),
+                          region=getattr(args, "region", None) or cfg.cloud.region)
 
 
-def model_uri_for(target: str, args: Any) -> str:
+def model_uri_for(target: str, service: Any) -> str:
     """gs://... as given; a Vertex job id -> its exported model directory (the job must have SUCCEEDED)."""
     from cockpit.serving import model_dir_of_job
 
     if target.startswith("gs://"):
         return target
-    if target.startswith("local-"):
+    from cockpit.jobs import is_local
+
+    if is_local(target):
         raise CockpitError(f"{target} is a local run: its model is on this machine; serve it with "
                            "python -m core.serve --model DIR, or deploy a gs:// copy", EXIT_USAGE)
-    from cockpit.cli_cloud import vertex_backend
+    from cockpit.vertex import VertexBackend
 
-    return model_dir_of_job(vertex_backend(args).get(target))
+    jobs = VertexBackend(service.cfg, project=service.project, region=service.region)
+    return model_dir_of_job(jobs.get(target))
 
 
 def confirm(question: str) -> bool:
@@ -89,13 +93,12 @@ def _cost(value: float | None) -> str:
     return f"${value:,.2f}/h" if value is not None else "-"
 
 
-@one_line_errors
 def cmd_deploy(args: Any) -> int:
     from cockpit.serving import IDLE_WARNING, ensure_serving_image, serving_image_uri
-    from cockpit.submit import REPO_ROOT
+    from cockpit.image import REPO_ROOT
 
     service = serving_service(args)
-    plan = service.plan(model_uri_for(args.target, args), endpoint=args.endpoint, machine_type=args.machine_type,
+    plan = service.plan(model_uri_for(args.target, service), endpoint=args.endpoint, machine_type=args.machine_type,
                         accelerator=args.accelerator, accelerator_count=args.accelerator_count,
                         min_replicas=args.min_replicas, max_replicas=args.max_replicas)
     if args.image:
@@ -110,7 +113,7 @@ def cmd_deploy(args: Any) -> int:
         print("not deployed")
         return EXIT_CANCELLED
     if not args.image and not args.no_build:
-        ensure_serving_image(uri, REPO_ROOT, lambda line: print(line, flush=True))
+        ensure_serving_image(uri, lambda line: print(line, flush=True))
     info = service.deploy(plan, uri, lambda line: print(line, flush=True))
     print(f"deployed to endpoint {info.id} ({info.name}): {_cost(info.hourly_cost_usd)} while deployed")
     print(f"predict: psa-cockpit predict --endpoint {info.id} FRONT BACK")
@@ -130,7 +133,6 @@ def endpoints_table(endpoints: list) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-@one_line_errors
 def cmd_endpoints(args: Any) -> int:
     endpoints = serving_service(args).list()
     if not endpoints:
@@ -145,7 +147,6 @@ def cmd_endpoints(args: Any) -> int:
     return EXIT_OK
 
 
-@one_line_errors
 def cmd_undeploy(args: Any) -> int:
     service = serving_service(args)
     count = len(service.get(args.endpoint).deployed)
@@ -155,7 +156,6 @@ def cmd_undeploy(args: Any) -> int:
     return EXIT_OK
 
 
-@one_line_errors
 def cmd_predict(args: Any) -> int:
     import json
 

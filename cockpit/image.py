@@ -106,16 +106,17 @@ def push_image(uri: str, on_line: LineSink, cancel: threading.Event | None = Non
 
 
 def build_and_push(uri: str, on_line: LineSink, cancel: threading.Event | None = None,
-                   context_dir: str | os.PathLike = REPO_ROOT) -> bool:
+                   context_dir: str | os.PathLike = REPO_ROOT, target: str = "") -> bool:
     """Build the image from the repository root and push it, unless the registry already has this tag
     (the tag names the commit and uncommitted changes, so the same tag is the same image). Every line
     of docker's output, and a `$ docker ...` line before each step, goes to on_line. Returns whether it
-    built. The CLI's `--submit` and the TUI's Build section and submit call this one function."""
+    built. The CLI's `--submit` and the TUI's Build section and submit call this one function; `deploy`
+    too, with target="serve" (the Dockerfile's serving stage)."""
     if image_exists(uri):
         on_line(f"image {uri} already in the registry; skipping build")
         return False
-    on_line(f"$ docker build -t {uri} {context_dir}")
-    build_image(uri, context_dir, on_line, cancel=cancel)
+    on_line(f"$ docker build {'--target ' + target + ' ' if target else ''}-t {uri} {context_dir}")
+    build_image(uri, context_dir, on_line, cancel=cancel, target=target)
     on_line(f"$ docker push {uri}")
     push_image(uri, on_line, cancel=cancel)
     on_line(f"pushed {uri}")

@@ -337,15 +337,9 @@ def serving_image_uri(cfg: Any, tag: str, project: str = "", region: str = "") -
     return f"{name}-serve:{tag}"
 
 
-def ensure_serving_image(uri: str, context_dir: Any, on_line: Callable[[str], None], cancel: Any = None) -> bool:
-    """Build (Dockerfile target `serve`) and push unless the registry has the tag; True when it built."""
-    from cockpit.image import build_image, image_exists, push_image
+def ensure_serving_image(uri: str, on_line: Callable[[str], None], cancel: Any = None) -> bool:
+    """Build the Dockerfile's `serve` target and push it unless the registry has the tag (cockpit.image's
+    one build_and_push); True when it built."""
+    from cockpit.image import build_and_push
 
-    if image_exists(uri):
-        on_line(f"image {uri} already in the registry; skipping build")
-        return False
-    on_line(f"building {uri} (target {SERVE_TARGET})")
-    build_image(uri, context_dir, on_line, target=SERVE_TARGET, cancel=cancel)
-    on_line(f"pushing {uri}")
-    push_image(uri, on_line, cancel=cancel)
-    return True
+    return build_and_push(uri, on_line, cancel, target=SERVE_TARGET)
