@@ -221,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cockpit.cli_cloud import format_line
+    from cockpit.backend import JobState
     from cockpit.errors import EXIT_CANCELLED, EXIT_FAILED, exit_code_for_state
     from cockpit.local_runs import LocalBackend
     from cockpit.presets import validate_preset
@@ -239,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     info = backend.wait(info.id)
     print(f"run {info.id} {info.state}", flush=True)
-    if info.state == "JOB_STATE_FAILED":
+    if info.state == JobState.FAILED:
         if info.error:
             print(f"error: {info.error}", file=sys.stderr)
         return EXIT_USAGE if backend.exit_code(info.id) == EXIT_USAGE else EXIT_FAILED

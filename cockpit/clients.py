@@ -149,19 +149,11 @@ def logging_client(cfg: Any = None) -> Any:
 
 
 def storage_client(cfg: Any = None, project: str = "") -> Any:
-    """google.cloud.storage.Client, pointed at an emulator when one is configured."""
-    from google.cloud import storage
+    """google.cloud.storage.Client: core.storage's one client (STORAGE_EMULATOR_HOST, else Application
+    Default Credentials); `cfg` and `project` are accepted for symmetry with the other clients."""
+    from core import storage
 
-    project = project or getattr(_cloud(cfg), "project", "") or None
-    ep = storage_endpoint(cfg)
-    if ep is None:
-        credentials, adc_project = default_credentials()
-        return storage.Client(project=project or adc_project, credentials=credentials)
-    if ep.insecure:
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": ep.address})
-    credentials, adc_project = default_credentials()
-    return storage.Client(project=project or adc_project, credentials=credentials,
-                          client_options={"api_endpoint": ep.address})
+    try:
+        return storage.client()
+    except storage.StorageError as exc:
+        raise CockpitError(str(exc), EXIT_AUTH) from None

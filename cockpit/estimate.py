@@ -253,25 +253,16 @@ def _gcs_record_counts(cfg: Config, uri: str) -> tuple[int, int]:
     hit = _GCS_COUNTS.get(uri)
     if hit and time.monotonic() - hit[0] < GCS_COUNT_TTL_S:
         return hit[1], hit[2]
-    from cockpit import clients
-    from cockpit.gcs import parse_gs
+    from core import storage
 
     why = ""
     try:
-        from google.api_core import exceptions as gexc
-
-        bucket, key = parse_gs(uri)
-        try:
-            raw = json.loads(clients.storage_client(cfg).bucket(bucket).blob(key).download_as_bytes())
-            train, val = raw["train"], raw.get("val", [])
-        except gexc.NotFound:
-            why = "not found"
-        except gexc.GoogleAPICallError as exc:
-            why = f"Cloud Storage error {exc.code}"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            why = "not a splits.json (docs/design.md §1)"
-    except (CockpitError, ImportError) as exc:
+        raw = json.loads(storage.read_bytes(uri))
+        train, val = raw["train"], raw.get("val", [])
+    except storage.StorageError as exc:
         why = str(exc)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        why = "not a splits.json (docs/design.md §1)"
     if not why and not (isinstance(train, list) and isinstance(val, list)):
         why = "'train' and 'val' must be lists"
     if why:

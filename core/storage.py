@@ -461,6 +461,12 @@ def _client(uri: str = "gs://") -> Any:
         return client
 
 
+def client() -> Any:
+    """The process's google-cloud-storage client (see _client): the cockpit's uploads, pulls and reads
+    use this same one, so the endpoint (STORAGE_EMULATOR_HOST only) and credentials rules live here."""
+    return _client()
+
+
 def _gcs_read_bytes(uri: str) -> bytes:
     bucket_name, key = split_gcs(uri)
     if not key or key.endswith("/"):
