@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
+from core.events import INTEGER_FIELDS
+
 
 class JobState(StrEnum):
     """Vertex AI's job states (DESIGN.md §5); local runs use the same names. A StrEnum: a member equals
@@ -80,14 +82,36 @@ class JobInfo:
         return self.hourly_cost_usd * self.running_seconds(now) / 3600.0
 
 
+def _whole(value: Any) -> Any:
+    """4.0 -> 4, and the same inside lists (image_size, the confusion matrix); anything else as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def metric_payload(obj: dict[str, Any]) -> dict[str, Any]:
+    """A metric line's object with its integer fields as ints. Cloud Logging hands jsonPayload back as a
+    protobuf Struct, where every number is a double (DESIGN.md §4, §6): without this a followed Vertex job
+    shows "phase 2.0 epoch 4.0/10.0". Done once here, where lines are parsed, so every face shows ints."""
+    if not INTEGER_FIELDS.intersection(obj):
+        return obj
+    return {k: _whole(v) if k in INTEGER_FIELDS else v for k, v in obj.items()}
+
+
 @dataclass
 class LogLine:
     text: str                          # the human-readable line (jsonPayload.message or textPayload)
     severity: str = "DEFAULT"          # Cloud Logging severity name
     timestamp: datetime | None = None
     insert_id: str = ""                # Cloud Logging de-duplication key
-    payload: dict[str, Any] | None = None  # the metric line's JSON object, when the line is one
+    payload: dict[str, Any] | None = None  # the metric line's JSON object (integer fields as ints)
     source: str = ""                   # e.g. "workerpool0-0" or "stdout"
+
+    def __post_init__(self) -> None:
+        if self.payload is not None:
+            self.payload = metric_payload(self.payload)
 
 
 @dataclass
@@ -97,6 +121,7 @@ class MetricEvent:
     message: str = ""
     phase: int | None = None
     epoch: int | None = None
+    epochs: int | None = None          # epochs in this phase (epoch events)
     step: int | None = None
     train_loss: float | None = None
     val_loss: float | None = None
@@ -108,7 +133,7 @@ class MetricEvent:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-_NUMERIC = ("phase", "epoch", "step", "train_loss", "val_loss", "val_qwk", "val_mae", "lr",
+_NUMERIC = ("phase", "epoch", "epochs", "step", "train_loss", "val_loss", "val_qwk", "val_mae", "lr",
             "samples_per_s", "eta_s")
 
 
@@ -126,11 +151,12 @@ def parse_metric(obj: LogLine | dict | str) -> MetricEvent | None:
             return None
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         return None
+    obj = metric_payload(obj)
     values: dict[str, Any] = {}
     for key in _NUMERIC:
         v = obj.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            values[key] = int(v) if key in ("phase", "epoch", "step") else float(v)
+            values[key] = int(v) if key in INTEGER_FIELDS else float(v)
     return MetricEvent(event=obj["event"], message=str(obj.get("message", "")), raw=obj, **values)
 
 

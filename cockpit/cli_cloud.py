@@ -31,7 +31,8 @@ def format_line(line: LogLine) -> str:
                                                      "EMERGENCY") else ""
     event = parse_metric(line)
     if event is not None and event.event == "epoch":
-        text = (f"epoch {event.epoch} (phase {event.phase}): train_loss {_num(event.train_loss, '.4f')}  "
+        of = f"/{event.epochs}" if event.epochs is not None else ""
+        text = (f"epoch {event.epoch}{of} (phase {event.phase}): train_loss {_num(event.train_loss, '.4f')}  "
                 f"val_loss {_num(event.val_loss, '.4f')}  val_qwk {_num(event.val_qwk, '.4f')}  "
                 f"val_mae {_num(event.val_mae, '.3f')}  lr {_num(event.lr, '.2e')}  "
                 f"{_num(event.samples_per_s, '.0f')} samples/s")

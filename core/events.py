@@ -12,6 +12,14 @@ import time
 from typing import Any, TextIO
 
 EVENTS = ("start", "step", "epoch", "checkpoint", "early_stop", "preempted", "done", "error", "warning", "info")
+# Fields whose values are whole numbers (indices, counts, sizes; lists of them for image_size and the
+# confusion matrix). Cloud Logging stores every JSON number of a jsonPayload as a double, so a reader
+# turns these back into ints (cockpit.backend) and "epoch 4.0/10.0" never reaches a screen.
+INTEGER_FIELDS = frozenset({
+    "phase", "epoch", "epochs", "step", "best_epoch", "batches_done", "global_step", "phase_step",
+    "loss_count", "world_size", "train", "val", "test", "phase1_epochs", "phase2_epochs", "batch_size",
+    "grad_accum_steps", "image_size", "confusion",
+})
 
 
 def _clean(value: Any) -> Any:

@@ -214,3 +214,32 @@ def test_job_filter_adds_task_and_since():
     assert job_filter("7", "workerpool0-0", since) == (
         'resource.type="ml_job" AND resource.labels.job_id="7" AND '
         'resource.labels.task_name="workerpool0-0" AND timestamp>="2025-01-02T03:04:05.600000Z"')
+
+
+# The metric line of DESIGN.md §4 as the trainer prints it; Cloud Logging stores it as a jsonPayload
+# Struct, where every number is a double.
+EPOCH_LINE = {"severity": "INFO", "message": "epoch 4 phase 2 val_qwk 0.8700", "event": "epoch", "phase": 2,
+              "epoch": 4, "epochs": 10, "step": 1200, "train_loss": 0.41, "val_loss": 0.52, "val_qwk": 0.87,
+              "val_mae": 0.31, "lr": 0.00028, "samples_per_s": 412.5, "eta_s": 600.0}
+
+
+def test_struct_payload_gives_integer_fields_back_as_ints(fake_logging):
+    fake_logging.append(JOB, json={**EPOCH_LINE, "confusion": [[3, 0], [1, 2]]})
+    stored = fake_logging.entries[0].entry.json_payload
+    assert isinstance(stored["epoch"], float)  # the fake stores what Cloud Logging stores: doubles
+    (line,) = list(list_entries(clients.logging_client(), "test-project", JOB))
+    assert line.payload["phase"] == 2 and type(line.payload["phase"]) is int
+    assert [type(line.payload[k]) for k in ("epoch", "epochs", "step")] == [int, int, int]
+    assert line.payload["confusion"] == [[3, 0], [1, 2]] and type(line.payload["confusion"][1][0]) is int
+    assert type(line.payload["eta_s"]) is float and line.payload["lr"] == 0.00028  # other numbers stay floats
+    event = parse_metric(line)
+    assert (event.phase, event.epoch, event.epochs, event.step) == (2, 4, 10, 1200)
+
+
+def test_tui_log_view_shows_a_struct_epoch_line_with_integers(fake_logging):
+    from cockpit.tui.logview import format_line
+
+    fake_logging.append(JOB, json=EPOCH_LINE)
+    (line,) = list(list_entries(clients.logging_client(), "test-project", JOB))
+    shown = format_line(line)
+    assert shown.startswith("EPOCH phase 2 epoch 4/10  train_loss 0.41")

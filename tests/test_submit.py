@@ -251,6 +251,24 @@ def test_logs_prints_the_jobs_history(cloud, preset, capsys):
     assert "loading 2 cards" in out and "epoch 1 (phase 1)" in out and out.rstrip().endswith("done")
 
 
+def test_logs_show_integer_fields_of_struct_payloads_as_integers(cloud, preset, capsys):
+    # Cloud Logging hands every jsonPayload number back as a double (the fake does the same).
+    cloud.log_script = [
+        {"severity": "INFO", "message": "epoch 4 phase 2", "event": "epoch", "phase": 2, "epoch": 4, "epochs": 10,
+         "step": 1200, "train_loss": 0.41, "val_loss": 0.52, "val_qwk": 0.87, "val_mae": 0.31, "lr": 0.00028,
+         "samples_per_s": 412.5},
+        {"severity": "INFO", "event": "checkpoint", "phase": 2, "epoch": 4, "step": 1200, "kind": "best"}]
+    job = _submitted(preset)
+    cloud.advance_all(); cloud.advance_all()
+    capsys.readouterr()
+    assert main(["logs", job, "--preset", preset]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 4/10 (phase 2): train_loss 0.4100" in out
+    (line,) = [ln for ln in out.splitlines() if "checkpoint: " in ln]  # a line without a message: its fields
+    fields = set(line.split("checkpoint: ")[1].split(", "))
+    assert fields == {"phase=2", "epoch=4", "step=1200", "kind=best"}
+
+
 def test_logs_follow_exits_with_the_jobs_final_state(cloud, preset, capsys):
     cloud.default_outcome = "failed"
     job = _submitted(preset)

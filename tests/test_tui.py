@@ -307,7 +307,8 @@ EPOCH = {"severity": "INFO", "message": "epoch 1 phase 1", "event": "epoch", "ph
          "samples_per_s": 300.0, "eta_s": 900.0}
 
 
-async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, fake_vertex):
+def running_vertex_job(workdir: Path, fake_vertex, log_script: list):
+    """A RUNNING Vertex job (it stays so until cancelled) whose log is `log_script`."""
     from cockpit.vertex import VertexBackend, build_custom_job
 
     doc = PresetDocument.load(workdir / "presets/cloud.toml")
@@ -316,19 +317,28 @@ async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, 
     doc.save()
     cfg = doc.validate()
     fake_vertex.running_gets = 10_000  # stays RUNNING until cancelled
-    fake_vertex.log_script = ["container started", EPOCH]
+    fake_vertex.log_script = log_script
     created = VertexBackend(cfg).create(build_custom_job(cfg, "cloud", "img:1", [], "psa-cloud-test"))
     fake_vertex.advance_all()
     fake_vertex.advance_all()  # QUEUED -> PENDING -> RUNNING: the fake writes the log script now
+    return created
 
+
+async def open_first_vertex_job(pilot) -> None:
+    """Jobs section, wait for the Vertex job, Enter: the Run section follows it."""
+    await ready(pilot)
+    await pilot.press("f5")
+    jobs = pilot.app.jobs_section
+    await wait_for(pilot, lambda: any(j.backend == "vertex" for j in jobs.jobs.values()))
+    assert jobs.note == ""
+    await pilot.press("enter")
+
+
+async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, fake_vertex):
+    created = running_vertex_job(workdir, fake_vertex, ["container started", EPOCH])
     app = CockpitApp("presets/cloud.toml", runs_dir=workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        await pilot.press("f5")
-        jobs = app.jobs_section
-        await wait_for(pilot, lambda: any(j.backend == "vertex" for j in jobs.jobs.values()))
-        assert jobs.note == ""
-        await pilot.press("enter")
+        await open_first_vertex_job(pilot)
         run = app.run_section
         await wait_for(pilot, lambda: run.epoch_lines == 1, timeout=15)
         assert app.active_section == "run" and run.job.id == created.id
@@ -341,6 +351,19 @@ async def test_vertex_job_streams_its_log_and_cancel_changes_its_state(workdir, 
         await wait_for(pilot, lambda: run.job.state == "JOB_STATE_CANCELLED", timeout=10)
         assert "CANCELLED" in str(app.query_one("#run-status", Static).render())
         assert any(kind == "cancel" for kind, _ in fake_vertex.requests)
+
+
+async def test_vertex_epoch_line_shows_integers_in_log_and_status(workdir, fake_vertex):
+    # The fake Logging service stores EPOCH as a jsonPayload Struct: every number comes back a double.
+    running_vertex_job(workdir, fake_vertex, [{**EPOCH, "phase": 2, "epoch": 4, "step": 1200}])
+    app = CockpitApp("presets/cloud.toml", runs_dir=workdir / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await open_first_vertex_job(pilot)
+        run = app.run_section
+        await wait_for(pilot, lambda: run.epoch_lines == 1, timeout=15)
+        assert any(line.startswith("EPOCH phase 2 epoch 4/10  ") for line in run.log_view.lines)
+        status = str(app.query_one("#run-status", Static).render())
+        assert "phase 2  ·  epoch 4/10  ·  step 1200" in status and ".0" not in status.split("samples")[0]
 
 
 async def test_jobs_without_a_project_note_local_only(workdir):

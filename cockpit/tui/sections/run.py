@@ -62,6 +62,12 @@ class RunSection(Section):
         self.set_interval(DRAIN_EVERY_S, self._drain)
         self.set_interval(1.0, self.show_status)
 
+    def on_unmount(self) -> None:
+        # The tail runs in a thread that only a stop event ends: without this, quitting while a job is
+        # still running would leave the process waiting for that thread.
+        if self._stop is not None:
+            self._stop.set()
+
     @property
     def log_view(self) -> LogView:
         return self.query_one("#run-log", LogView)
@@ -154,7 +160,7 @@ class RunSection(Section):
             if latest.phase is not None:
                 parts.append(f"phase {latest.phase}")
             if latest.epoch is not None:
-                total = self.last["epoch"].raw.get("epochs") if "epoch" in self.last else None
+                total = self.last["epoch"].epochs if "epoch" in self.last else None
                 parts.append(f"epoch {latest.epoch}" + (f"/{total}" if total else ""))
             if latest.step is not None:
                 parts.append(f"step {latest.step}")
