@@ -450,3 +450,26 @@ async def test_fits_an_80x24_terminal(workdir):
             await pilot.pause()
             section = app.active_section_widget()
             assert section.region.width == 80 and section.region.bottom <= 23
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24)])
+async def test_boolean_rows_show_their_whole_mark_and_value(workdir, size):
+    from cockpit.tui.form import BoolField
+
+    app = CockpitApp("presets/local.toml", runs_dir=workdir / "runs")
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await pilot.pause()
+        boxes = list(app.query(BoolField))
+        assert len(boxes) >= 5
+        for box in boxes:
+            shown = box.render().plain.rstrip()
+            assert shown == ("▐X▌ true" if box.value else "▐ ▌ false"), box.id
+            assert box.size.width >= len(shown), box.id  # nothing clipped to "X…"
+        box = app.query_one("#data--synthetic", BoolField)
+        assert box.value is True
+        box.focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert box.render().plain.rstrip() == "▐ ▌ false" and box.size.width >= len("▐ ▌ false")
+        assert app.doc.get("data", "synthetic") is False

@@ -52,6 +52,21 @@ def _tooltip(spec: FieldSpec) -> str:
     return "; ".join(bits)
 
 
+class BoolField(Checkbox):
+    """A boolean row: the mark, then the value as the preset file writes it ("true" / "false"), so it reads
+    at a glance whatever the colours; off shows an empty box. The label gives the control its width
+    (a bare compact Checkbox is 3 cells wide but draws 5, and was clipped to "X…")."""
+
+    def __init__(self, value: bool, **kwargs: Any):
+        super().__init__(to_text(bool(value)), value=bool(value), **kwargs)
+        self.BUTTON_INNER = "X" if self.value else " "
+
+    def watch_value(self) -> None:
+        super().watch_value()
+        self.BUTTON_INNER = "X" if self.value else " "
+        self.label = to_text(self.value)
+
+
 EAGER_GROUPS = 2  # [data] and [model] fill the first screen
 
 
@@ -130,7 +145,7 @@ class PresetForm(VerticalScroll):
             return Select([(to_text(value), value)], value=value, id=fid, compact=True, allow_blank=False,
                           tooltip=tip)
         if spec.type is bool:
-            return Checkbox(value=bool(value), id=fid, compact=True, tooltip=tip)
+            return BoolField(bool(value), id=fid, compact=True, tooltip=tip)
         if spec.choices:
             return Select([(c, c) for c in spec.choices], value=value, id=fid, compact=True, allow_blank=False,
                           tooltip=tip)
