@@ -8,9 +8,18 @@ uninterrupted one did.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+
+class AugmentSeed(NamedTuple):
+    """What seeds one training batch's augmentation: its place in the run, never a global RNG."""
+    seed: int
+    phase: int
+    epoch: int
+    batch_index: int  # the batch's index in the epoch, interleaved across ranks
 
 
 def batch_generator(seed: int, phase: int, epoch: int, batch_index: int, device: torch.device) -> torch.Generator:

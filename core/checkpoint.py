@@ -200,6 +200,14 @@ def restore_rng(all_rng: list, rank: int) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+def restore_training(state: dict, rank: int, **parts) -> None:
+    """Load a training checkpoint into the objects that hold it (model=, optimizer=, scheduler=, scaler=,
+    early_stopping=: each has load_state_dict) and set this rank's generators to what it saved."""
+    for key, obj in parts.items():
+        obj.load_state_dict(state[key])
+    restore_rng(state["rng"], rank)
+
+
 def _as_tuple(x):
     # random.setstate wants nested tuples; a checkpoint may hand back lists.
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x

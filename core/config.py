@@ -69,6 +69,8 @@ class ModelConfig:
     dropout: float = _f(0.2, "dropout before the heads", min=0.0, max=0.9)
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on GPU)")
     compile: bool = _f(False, "torch.compile the model")
+    criteria: bool = _f(True, "criterion heads: sub-grades 1-10 for centering, corners, edges, surface "
+                              "(trained where splits.json has `subgrades`)")
 
 
 @dataclass
@@ -113,6 +115,7 @@ class LossConfig:
     alpha_emd: float = _f(0.7, "weight of squared EMD; cross-entropy gets 1 - alpha_emd", min=0.0, max=1.0)
     beta_edge: float = _f(0.05, "weight of the edge-damage regression loss", min=0.0)
     beta_center: float = _f(0.1, "weight of the centering regression loss", min=0.0)
+    beta_criteria: float = _f(0.5, "weight of the criterion sub-grade loss (model.criteria)", min=0.0)
 
 
 @dataclass

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from core import distributed, storage
+from core.augment import AugmentSeed, augment_batch, batch_generator
 from core.config import ConfigError
 from core.events import ProgressBar
 from core.records import CardRecord, Splits, load_splits
@@ -193,7 +194,8 @@ def synthetic_set_differs(cfg) -> str:
         return ""
     if not isinstance(made, dict):
         return ""
-    wanted = {"n": cfg.synthetic_n, "seed": cfg.synthetic_seed, "size": list(cfg.synthetic_size)}
+    # Sets from before sub-grade labels (no "subgrades" key) are made again too.
+    wanted = {"n": cfg.synthetic_n, "seed": cfg.synthetic_seed, "size": list(cfg.synthetic_size), "subgrades": True}
     return ", ".join(f"{k} {made.get(k)} vs {v}" for k, v in wanted.items() if made.get(k) != v)
 
 
@@ -204,6 +206,8 @@ def labels_of(r: CardRecord) -> dict:
         "edge_mask": torch.tensor(r.edge is not None),
         "centering": torch.tensor(r.centering if r.centering is not None else (0.5,) * 4, dtype=torch.float32),
         "center_mask": torch.tensor(r.centering is not None),
+        # Class index 0..9 per criterion (records.CRITERIA), -1 (masked) where not labelled.
+        "subgrades": torch.tensor([-1 if v is None else v - 1 for v in (r.subgrades or (None,) * 4)]),
     }
 
 
@@ -243,3 +247,30 @@ def normalize_on_device(images_u8: torch.Tensor, channels_last: bool) -> torch.T
             memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     x = x.float()  # a new tensor (uint8 in): safe to finish in place, keeping the layout chosen above
     return x.mul_(scale).add_(shift)
+
+
+def model_inputs(batch: dict, sides, device: torch.device, channels_last: bool,
+                 augment: AugmentSeed | None = None) -> dict:
+    """A loader batch -> the model's keyword arguments: normalised float tensors per side on `device`,
+    augmented first when `augment` seeds it (training only). Side i draws from seed + i."""
+    out = {}
+    for i, side in enumerate(sides):
+        x = batch[side].to(device, non_blocking=True)
+        if augment is not None:
+            g = batch_generator(augment.seed + i, augment.phase, augment.epoch, augment.batch_index, device)
+            x = augment_batch(x.float().div_(255.0), g).mul_(255.0)
+        out[side] = normalize_on_device(x, channels_last)
+    return out
+
+
+def make_loader(dataset: Dataset, sampler, cfg, batch_size: int, seed: int, device: torch.device,
+                drop_last: bool) -> DataLoader:
+    """A DataLoader over `dataset` in the order `sampler` gives, with the preset's [data] loader settings."""
+    workers = cfg.num_workers
+    # Its own generator: every new iterator draws a base seed, and from the global RNG that draw would
+    # shift dropout's stream whenever a resumed run opens its loader mid-epoch (not bitwise then).
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
+                      pin_memory=cfg.pin_memory and device.type == "cuda", drop_last=drop_last,
+                      persistent_workers=cfg.persistent_workers and workers > 0,
+                      prefetch_factor=cfg.prefetch_factor if workers > 0 else None)

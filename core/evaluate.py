@@ -1,11 +1,12 @@
 """`python -m core.evaluate --model DIR|--checkpoint FILE --splits FILE [--split test]`.
 
 Prints the grading report (QWK, MAE, exact and within-one accuracy, per-grade accuracy, confusion
-matrix) and writes it as JSON (default: report_<split>.json beside the model or checkpoint).
+matrix, and each criterion's sub-grade accuracy when the model has criterion heads) and writes it as JSON (default: report_<split>.json beside the model or checkpoint).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,10 +17,10 @@ from torch.utils.data import DataLoader
 
 from core import storage
 from core.checkpoint import CheckpointError
-from core.data import CardDataset, ImageError, normalize_on_device
+from core.data import CardDataset, ImageError, model_inputs, normalize_on_device
 from core.export import ExportError, load_exported, load_from_checkpoint
-from core.metrics import format_report, grading_report
-from core.records import SplitsError, load_splits
+from core.metrics import format_report, report_from_confusion
+from core.records import CRITERIA, SplitsError, load_splits
 
 
 @torch.no_grad()
@@ -33,14 +34,43 @@ def predict_records(model, records, image_size, sides, batch_size: int = 64, dev
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
+@torch.no_grad()
+def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=None, loss_fn=None) -> dict:
+    """Run `model` in eval mode over loader batches. -> {"grade": [10, 10] float64 counts (rows: true
+    grade), "criteria": [4, 10, 10] the same per criterion over labelled sub-grades, "loss_sum": summed
+    loss_fn(outputs, batch) x batch size}, on the model's device, so a trainer can all-reduce them across
+    ranks before turning them into a report (core.metrics.report_from_confusion)."""
+    device = next(model.parameters()).device
+    model.eval()
+    confusion = torch.zeros(10, 10, dtype=torch.float64, device=device)
+    criteria = torch.zeros(len(CRITERIA), 10, 10, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in batches:
+        with autocast():
+            outputs = model(**to_inputs(batch))
+        if loss_fn is not None:
+            loss_sum += loss_fn(outputs, batch).double() * len(batch["grade"])
+        pred = outputs["logits"].float().argmax(dim=1)
+        confusion.index_put_((batch["grade"].to(device), pred), torch.ones_like(pred, dtype=torch.float64),
+                             accumulate=True)
+        if "criteria" in outputs:
+            # Unlabelled sub-grades (-1) add a weight of 0: no boolean indexing, so no host sync on a GPU.
+            true = batch["subgrades"].to(device)
+            which = torch.arange(len(CRITERIA), device=device).expand_as(true)
+            criteria.index_put_((which.flatten(), true.clamp(min=0).flatten(),
+                                 outputs["criteria"].float().argmax(-1).flatten()),
+                                (true >= 0).flatten().double(), accumulate=True)
+    return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
+
+
 def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, split: str = "test",
              batch_size: int = 64) -> dict:
     model, config = (load_exported(model_dir) if model_dir else load_from_checkpoint(checkpoint))
     records = load_splits(splits_path).split(split)
-    sides = config.get("sides", ["front", "back"])
-    y_pred = predict_records(model, records, config["image_size"], sides, batch_size)
-    y_true = np.array([r.grade for r in records])
-    report = grading_report(y_true, y_pred)
+    sides = tuple(config.get("sides", ["front", "back"]))
+    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides), batch_size=batch_size)
+    counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
+    report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
     report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint})
     return report
 

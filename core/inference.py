@@ -14,6 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_image, normalize_on_device
 from core.export import load_exported
+from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
 SIDES = ("front", "back")
@@ -49,7 +50,9 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
 
     The fields are what `python -m core.predict --json` prints and core.serve returns: grade,
     expected_grade, probabilities (grade -> p), edge_damage, centering (front/back: left-right and
-    top-bottom shares). This is the only place they are computed.
+    top-bottom shares), and for a model with criterion heads subgrades (criterion -> 1..10) and
+    held_back_by (the lowest criteria: the grade is the minimum of the criteria, docs/design.md §2; empty
+    when every criterion is a 10). This is the only place they are computed.
     """
     sides = model_sides(config)
     device = next(model.parameters()).device
@@ -68,7 +71,17 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
             "edge_damage": round(float(edge[i]), 4),
             "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
         })
+        if "criteria" in out:
+            results[-1].update(criterion_grades(out["criteria"][i]))
     return results
+
+
+def criterion_grades(logits: torch.Tensor) -> dict:
+    """[4, 10] sub-grade logits -> {"subgrades": {criterion: 1..10}, "held_back_by": [criteria]}."""
+    subgrades = {name: int(g) + 1 for name, g in zip(CRITERIA, logits.float().argmax(-1))}
+    lowest = min(subgrades.values())
+    return {"subgrades": subgrades,
+            "held_back_by": [n for n, g in subgrades.items() if g == lowest] if lowest < 10 else []}
 
 
 def predict_cards(model, config: dict, cards: Sequence[Mapping[str, ImageSource | None]]) -> list[dict]:

@@ -1,6 +1,10 @@
 """The grading loss: squared EMD + cross-entropy on the grade, plus masked edge and centering regressions.
 
 total = alpha_emd * mean(EMD^2) + (1 - alpha_emd) * CE + beta_edge * edge + beta_center * center
+        + beta_criteria * criteria
+
+`criteria` is the same EMD/CE mix on each criterion's sub-grade (centering, corners, edges, surface),
+averaged over the labelled (record, criterion) pairs only.
 
 EMD^2 respects the order of grades (predicting 9 for a 10 costs less than predicting 3); CE keeps the
 probability mass sharp. The auxiliary terms use MSE: targets and predictions are both in [0, 1] (sigmoid
@@ -43,14 +47,24 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return sq.sum() / mask.sum().clamp(min=1).float()
 
 
+def criteria_loss(logits: Tensor, target: Tensor, alpha_emd: float) -> Tensor:
+    """logits [B, K, C], target [B, K] class indices with -1 where unlabelled -> mean over labelled; 0 if none."""
+    # Masked by multiplication, not boolean indexing: indexing would sync the host with the GPU each step.
+    mask = (target >= 0).flatten().float()
+    flat, y = logits.float().flatten(0, 1), target.clamp(min=0).long().flatten()
+    per = alpha_emd * squared_emd(flat, y) + (1.0 - alpha_emd) * F.cross_entropy(flat, y, reduction="none")
+    return (per * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def grading_loss(outputs: dict, targets: dict, alpha_emd: float, beta_edge: float,
-                 beta_center: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """Scalar total loss and its detached parts {"emd", "ce", "edge", "center"}.
+                 beta_center: float, beta_criteria: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Scalar total loss and its detached parts {"emd", "ce", "edge", "center", "criteria"}.
 
     outputs: "logits" [B, 10], "edge" [B], "centering" [B, 4], optional "center_valid" [4] bool (which
     centering columns are real predictions; DualBranchGrader's back-only mode marks the front half
     invalid). targets: "grade" [B] class index 0..9, "edge" [B], "edge_mask" [B] bool, "centering"
-    [B, 4], "center_mask" [B] bool.
+    [B, 4], "center_mask" [B] bool; with criterion heads, outputs "criteria" [B, 4, 10] and targets
+    "subgrades" [B, 4] (-1 = unlabelled).
     """
     logits = outputs["logits"]
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -64,7 +78,12 @@ def grading_loss(outputs: dict, targets: dict, alpha_emd: float, beta_edge: floa
             center_mask = center_mask & valid.to(device=center_mask.device, dtype=torch.bool).unsqueeze(0)
         center = masked_mse(outputs["centering"], targets["centering"], center_mask)
         total = alpha_emd * emd + (1.0 - alpha_emd) * ce + beta_edge * edge + beta_center * center
-    parts = {"emd": emd.detach(), "ce": ce.detach(), "edge": edge.detach(), "center": center.detach()}
+        criteria = torch.zeros((), device=logits.device)
+        if "criteria" in outputs and "subgrades" in targets:
+            criteria = criteria_loss(outputs["criteria"], targets["subgrades"], alpha_emd)
+            total = total + beta_criteria * criteria
+    parts = {"emd": emd.detach(), "ce": ce.detach(), "edge": edge.detach(), "center": center.detach(),
+             "criteria": criteria.detach()}
     return total, parts
 
 

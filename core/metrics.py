@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from core.records import CRITERIA
+
 GRADES = tuple(range(1, 11))
 
 
@@ -106,13 +108,26 @@ def grading_report(y_true: Any, y_pred: Any) -> dict:
     }
 
 
-def report_from_confusion(confusion: Any) -> dict:
-    """`grading_report` from a 10x10 count matrix (rows: true grade, columns: predicted), e.g. one summed
-    across ranks."""
+def _pairs(confusion: Any) -> tuple[np.ndarray, np.ndarray]:
     cm = np.asarray(confusion, dtype=np.int64)
     y_true = np.repeat(np.arange(1, 11), cm.sum(axis=1))
     y_pred = np.concatenate([np.repeat(np.arange(1, 11), row) for row in cm])
-    return grading_report(y_true, y_pred)
+    return y_true, y_pred
+
+
+def report_from_confusion(confusion: Any, criteria: Any = None) -> dict:
+    """`grading_report` from a 10x10 count matrix (rows: true grade, columns: predicted), e.g. one summed
+    across ranks; with `criteria` ([4, 10, 10], one matrix per CRITERIA entry) it adds "criteria":
+    {name: {"accuracy", "within_one", "mae", "n"}} for the criteria that have labelled records."""
+    report = grading_report(*_pairs(confusion))
+    if criteria is not None:
+        report["criteria"] = {}
+        for name, cm in zip(CRITERIA, np.asarray(criteria)):
+            t, p = _pairs(cm)
+            if t.size:
+                report["criteria"][name] = {"accuracy": accuracy(t, p), "within_one": within_one_accuracy(t, p),
+                                            "mae": mae(t, p), "n": int(t.size)}
+    return report
 
 
 def format_report(report: dict) -> str:
@@ -134,4 +149,8 @@ def format_report(report: dict) -> str:
               "true\\pred" + "".join(f"{g:>{width}}" for g in GRADES)]
     for g, row in zip(GRADES, confusion):
         lines.append(f"{g:>9}" + "".join(f"{v:>{width}}" for v in row))
+    if report.get("criteria"):
+        lines += ["", "criterion sub-grades (exact, within one, MAE, count)"]
+        for name, c in report["criteria"].items():
+            lines.append(f"  {name:<10} {c['accuracy']:6.1%} {c['within_one']:6.1%} {c['mae']:6.3f}  (n={c['n']})")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from core.records import CRITERIA
+
 # Keep in sync with core.config.BACKBONES (a test checks it).
 BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small",
              "mobilenet_v3_large", "convnext_tiny")
@@ -72,21 +74,26 @@ def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str
 
 
 class Branch(nn.Module):
-    """One side: backbone -> dropout -> grade logits, edge damage (sigmoid), centering [lr, tb] (sigmoid)."""
+    """One side: backbone -> dropout -> grade logits, edge damage (sigmoid), centering [lr, tb] (sigmoid),
+    and with `criteria` a sub-grade distribution per criterion (records.CRITERIA) [B, 4, num_grades]."""
 
-    def __init__(self, backbone: str, dropout: float, num_grades: int):
+    def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False):
         super().__init__()
         self.backbone, dim, self.head_prefix = build_backbone(backbone)
         self.dropout = nn.Dropout(dropout)
         self.grade_head = nn.Linear(dim, num_grades)
         self.edge_head = nn.Linear(dim, 1)
         self.center_head = nn.Linear(dim, 2)
+        self.criteria_head = nn.Linear(dim, len(CRITERIA) * num_grades) if criteria else None
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         feats = self.dropout(torch.flatten(self.backbone(x), 1))
-        return {"logits": self.grade_head(feats),
-                "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
-                "centering": torch.sigmoid(self.center_head(feats))}
+        out = {"logits": self.grade_head(feats),
+               "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
+               "centering": torch.sigmoid(self.center_head(feats))}
+        if self.criteria_head is not None:
+            out["criteria"] = self.criteria_head(feats).view(len(feats), len(CRITERIA), -1)
+        return out
 
 
 class DualBranchGrader(nn.Module):
@@ -95,7 +102,8 @@ class DualBranchGrader(nn.Module):
     forward(back, front=None) returns:
       "logits" [B, num_grades], "edge" [B] in [0, 1], "centering" [B, 4] (front lr, front tb, back lr,
       back tb, the order of CardRecord.centering), "center_valid" [4] bool: which centering columns are
-      real predictions.
+      real predictions; with criterion heads also "criteria" [B, 4, num_grades]: sub-grade logits for
+      centering, corners, edges, surface, fused like the grade logits.
     Edge is fused like the logits (lambda-weighted average of the branches' sigmoid outputs) rather than
     predicted from concatenated features: each branch's edge head then exists and trains in phase 1 and
     carries over unchanged into phase 2, and the fused value stays in [0, 1].
@@ -105,7 +113,7 @@ class DualBranchGrader(nn.Module):
     """
 
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
-                 dropout: float = 0.2, num_grades: int = 10):
+                 dropout: float = 0.2, num_grades: int = 10, criteria: bool = False):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -114,9 +122,9 @@ class DualBranchGrader(nn.Module):
         if num_grades < 2:
             raise ValueError(f"num_grades={num_grades}: expected at least 2")
         self.backbone_name, self.lambda_fusion = backbone, float(lambda_fusion)
-        self.dropout_p, self.num_grades = float(dropout), int(num_grades)
-        self.back = Branch(backbone, dropout, num_grades)
-        self.front = Branch(backbone, dropout, num_grades)
+        self.dropout_p, self.num_grades, self.criteria = float(dropout), int(num_grades), bool(criteria)
+        self.back = Branch(backbone, dropout, num_grades, self.criteria)
+        self.front = Branch(backbone, dropout, num_grades, self.criteria)
         if weights:
             for branch in (self.back, self.front):
                 load_backbone_weights(branch.backbone, weights, branch.head_prefix, backbone)
@@ -127,20 +135,18 @@ class DualBranchGrader(nn.Module):
     def forward(self, back: Tensor, front: Tensor | None = None) -> dict[str, Tensor]:
         b = self.back(back)
         if front is None:
-            return {"logits": b["logits"], "edge": b["edge"],
-                    "centering": torch.cat([b["centering"], b["centering"]], dim=1),
+            return {**b, "centering": torch.cat([b["centering"], b["centering"]], dim=1),
                     "center_valid": self._valid_back_only}
         f = self.front(front)
         lam = self.lambda_fusion
-        return {"logits": lam * b["logits"] + (1.0 - lam) * f["logits"],
-                "edge": lam * b["edge"] + (1.0 - lam) * f["edge"],
-                "centering": torch.cat([f["centering"], b["centering"]], dim=1),
+        out = {key: lam * b[key] + (1.0 - lam) * f[key] for key in ("logits", "edge", "criteria") if key in b}
+        return {**out, "centering": torch.cat([f["centering"], b["centering"]], dim=1),
                 "center_valid": self._valid_dual}
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights come from the state dict)."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
-                "dropout": self.dropout_p, "num_grades": self.num_grades}
+                "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria}
 
     @classmethod
     def from_config(cls, d: dict) -> "DualBranchGrader":
@@ -148,7 +154,8 @@ class DualBranchGrader(nn.Module):
         if "backbone" not in d:
             raise ValueError("model config: missing key 'backbone'")
         return cls(backbone=d["backbone"], lambda_fusion=d.get("lambda_fusion", 0.7),
-                   dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10))
+                   dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10),
+                   criteria=d.get("criteria", False))  # exports from before criterion heads have none
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
@@ -173,3 +180,10 @@ class DualBranchGrader(nn.Module):
                              f"{self.num_grades} grades ({', '.join(problems[:3])})")
         self.back.load_state_dict(back)
         self.front.backbone.load_state_dict(self.back.backbone.state_dict())
+
+
+def build_model(cfg, device: torch.device) -> DualBranchGrader:
+    """The grader the preset's [model] table describes, on `device`."""
+    model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout,
+                             criteria=cfg.criteria).to(device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -17,7 +17,11 @@ def _ratio(share: float) -> str:
 
 
 def format_prediction(p: dict) -> str:
-    lines = [f"PSA grade: {p['grade']}   (expected {p['expected_grade']:.2f})", "probabilities:"]
+    held = f", held back by {' and '.join(p['held_back_by'])}" if p.get("held_back_by") else ""
+    lines = [f"PSA grade: {p['grade']}{held}   (expected {p['expected_grade']:.2f})"]
+    if "subgrades" in p:
+        lines.append("sub-grades: " + ", ".join(f"{name} {g}" for name, g in p["subgrades"].items()))
+    lines.append("probabilities:")
     for g, prob in p["probabilities"].items():
         lines.append(f"  {g:>2} {prob:6.1%} {'#' * int(round(prob * 40))}")
     lines.append(f"edge/corner damage: {p['edge_damage']:.2f} (0 = pristine)")

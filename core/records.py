@@ -15,6 +15,8 @@ from core import storage
 
 SPLIT_NAMES = ("train", "val", "test")
 NUM_GRADES = 10
+# The four things a PSA grader looks at (docs/design.md §2), in the order of CardRecord.subgrades.
+CRITERIA = ("centering", "corners", "edges", "surface")
 
 
 class SplitsError(ValueError):
@@ -29,6 +31,7 @@ class CardRecord:
     grade: int  # 1..10
     edge: float | None = None  # edge/corner damage in [0, 1]
     centering: tuple[float, float, float, float] | None = None  # front lr, front tb, back lr, back tb
+    subgrades: tuple[int | None, ...] | None = None  # 1..10 per CRITERIA entry, None where not labelled
 
 
 @dataclass
@@ -90,11 +93,30 @@ def parse_record(raw: dict, splits_path: str) -> tuple[CardRecord | None, list[s
         except (KeyError, TypeError, ValueError):
             return None, [f"{label}: centering must be {{\"front\": [lr, tb], \"back\": [lr, tb]}} "
                           f"with shares in (0, 1)"]
+    subgrades, problem = _parse_subgrades(raw.get("subgrades"), label)
+    if problem:
+        return None, [problem]
     return CardRecord(
         id=str(rid), front=resolve_image_path(splits_path, str(raw["front"])),
         back=resolve_image_path(splits_path, str(raw["back"])), grade=int(grade),
-        edge=None if edge is None else float(edge), centering=cvals,
+        edge=None if edge is None else float(edge), centering=cvals, subgrades=subgrades,
     ), []
+
+
+def _is_grade(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and v == int(v) and 1 <= v <= NUM_GRADES
+
+
+def _parse_subgrades(raw, label: str) -> tuple[tuple[int | None, ...] | None, str]:
+    """Optional `subgrades`: {"centering": 9, "corners": 10, ...}, any subset of CRITERIA, integers 1..10."""
+    if raw is None:
+        return None, ""
+    expected = f"subgrades must be an object with integer grades 1..10 for any of {', '.join(CRITERIA)}"
+    if not isinstance(raw, dict) or any(k not in CRITERIA for k in raw) or \
+            any(v is not None and not _is_grade(v) for v in raw.values()):
+        return None, f"{label}: {expected} (got {json.dumps(raw)[:80]})"
+    values = tuple(None if raw.get(c) is None else int(raw[c]) for c in CRITERIA)
+    return (values if any(v is not None for v in values) else None), ""
 
 
 def load_splits(path: str, check_images: bool = True, required: Iterable[str] = SPLIT_NAMES) -> Splits:

@@ -5,9 +5,8 @@ The same loop runs on a laptop, in the Vertex AI container and on a GPU VM. Read
   run()          resume? -> phase 1 (back branch only) -> phase 2 (both branches) -> test report -> export
   train_phase()  optimizer and schedule, then epochs: train, evaluate, early stopping, checkpoints
   train_epoch()  micro-batches, gradient accumulation, AMP, the LR schedule, preemption checks
-The position (phase, epoch, batches done, steps) plus the checkpointed model, optimizer, schedule and
-RNG states are enough to continue mid-epoch with a bitwise-identical result: the epoch's sample order
-is a pure function of (seed, phase, epoch, rank) (core/sampling.py) and so is each batch's augmentation.
+A checkpoint's position plus its model, optimizer, schedule and RNG states continue a run mid-epoch with
+a bitwise-identical result: sample order and augmentation are pure functions of (seed, phase, epoch, rank).
 """
 from __future__ import annotations
 
@@ -23,17 +22,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from core import checkpoint, distributed, sampling, storage
-from core.augment import augment_batch, batch_generator
+from core.augment import AugmentSeed
 from core.checkpoint import CheckpointError
 from core.config import Config, ConfigError, config_to_toml
-from core.data import ImageError, normalize_on_device, prepare_datasets
-from core.early_stopping import EarlyStopping
+from core.data import ImageError, make_loader, model_inputs, prepare_datasets
 from core.device import make_compute, pick_device, seed_everything
+from core.early_stopping import EarlyStopping
+from core.evaluate import confusion_counts
 from core.events import EventWriter, ProgressBar, one_line, open_tensorboard
 from core.export import export_model
 from core.losses import grading_loss
 from core.metrics import format_report, report_from_confusion
-from core.model import DualBranchGrader
+from core.model import build_model
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
 from core.records import SplitsError
 from core.run_dir import RunDir, check_buckets
@@ -41,7 +41,7 @@ from core.schedulers import get_scheduler
 from core.train_args import build_parser, config_from_args
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
-TARGET_KEYS = ("grade", "edge", "edge_mask", "centering", "center_mask")
+TARGET_KEYS = ("grade", "edge", "edge_mask", "centering", "center_mask", "subgrades")
 
 
 class TrainingError(RuntimeError):
@@ -91,7 +91,7 @@ class Trainer:
         self.resume_state: dict | None = None   # the checkpoint being resumed, until its phase loads it
         self.eval_loaders: dict[tuple, DataLoader] = {}
         self.last_save_s = 0.0
-        self.tb = None  # set in setup(); run()'s cleanup reads it even when setup fails early
+        self.tb = None  # TensorBoard writer, set in setup(); run()'s cleanup reads it even if setup fails
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -107,10 +107,7 @@ class Trainer:
         self.run_dir.open(self.events, config_to_toml(cfg))
 
         self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
-        self.model = DualBranchGrader(cfg.model.backbone, cfg.model.weights, cfg.model.lambda_fusion,
-                                      cfg.model.dropout).to(self.device)
-        if cfg.model.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = build_model(cfg.model, self.device)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
         self.tb = open_tensorboard(self.tb_dir, self.events) if self.is_main else None
         self.events.emit(
@@ -172,7 +169,7 @@ class Trainer:
         state, self.resume_state = self.resume_state, None
         resuming = state is not None and state["position"]["phase"] == phase
         if phase == 2 and not resuming and t.phase1_epochs > 0:
-            self.model.init_from_phase1(self._load_best(1)["model"])
+            self.model.init_from_phase1(checkpoint.load(storage.join(self.ckpt_dir, "phase1_best.pth"))["model"])
         # Phase 1 trains only the back branch: freezing the front keeps DDP from waiting on its grads.
         for p in self.model.front.parameters():
             p.requires_grad_(phase == 2)
@@ -188,12 +185,8 @@ class Trainer:
         es = cfg.early_stopping
         stopper = EarlyStopping(es.mode, es.patience, es.min_delta, es.enabled)
         if resuming:
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            self.compute.scaler.load_state_dict(state["scaler"])
-            stopper.load_state_dict(state["early_stopping"])
-            checkpoint.restore_rng(state["rng"], self.denv.rank)
+            checkpoint.restore_training(state, self.denv.rank, model=self.model, optimizer=optimizer,
+                                        scheduler=scheduler, scaler=self.compute.scaler, early_stopping=stopper)
         order = sampling.EpochOrder()
         plan = PhasePlan(phase, sides, epochs, steps_per_epoch, self._wrap(self.model), optimizer, scheduler,
                          stopper, order, self._loader(train_set, order, drop_last=True))
@@ -210,14 +203,11 @@ class Trainer:
             if self.preemption.agreed(self.pos.global_step, self.denv.world_size, epoch_end=True):
                 self._report_preempted(plan, self.last_save_s)  # last.pth was just written for this point
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
-        best = self._load_best(phase)
+        best = checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
         self.model.load_state_dict(best["model"])
         self.events.emit("info", f"phase {phase} done ({'early stop' if stopper.should_stop else 'all epochs'}); "
                                  f"restored best weights from epoch {best['epoch']}", phase=phase,
                          best_epoch=best["epoch"])
-
-    def _load_best(self, phase: int) -> dict:
-        return checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
 
     def _steps_per_epoch(self, n_records: int) -> int:
         t = self.cfg.training
@@ -236,14 +226,8 @@ class Trainer:
         return net
 
     def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool) -> DataLoader:
-        d, workers = self.cfg.data, self.cfg.data.num_workers
-        # Its own generator: every new iterator draws a base seed, and from the global RNG that draw would
-        # shift dropout's stream whenever a resumed run opens its loader mid-epoch (not bitwise then).
-        generator = torch.Generator().manual_seed(self.cfg.training.seed)
-        return DataLoader(dataset, batch_size=self.cfg.training.batch_size, sampler=order, num_workers=workers,
-                          generator=generator, pin_memory=d.pin_memory and self.device.type == "cuda",
-                          drop_last=drop_last, persistent_workers=d.persistent_workers and workers > 0,
-                          prefetch_factor=d.prefetch_factor if workers > 0 else None)
+        return make_loader(dataset, order, self.cfg.data, self.cfg.training.batch_size, self.cfg.training.seed,
+                           self.device, drop_last)
 
     def _epoch_indices(self, phase: int, epoch: int) -> list[int]:
         """This rank's sample order for an epoch: a pure function of (seed, phase, epoch, rank)."""
@@ -317,29 +301,18 @@ class Trainer:
                 "data_time_s": data_time, "epoch_time_s": elapsed}
 
     def _loss(self, plan: PhasePlan, batch: dict, batch_index: int) -> torch.Tensor:
-        inputs = self._images(batch, plan.sides, batch_index=batch_index, phase=plan.phase)
+        # Augmentation is seeded by the batch's place in the epoch: a resumed run repeats it exactly.
+        aug = (AugmentSeed(self.cfg.training.seed, plan.phase, self.pos.epoch,
+                           batch_index * self.denv.world_size + self.denv.rank) if self.cfg.data.augment else None)
+        inputs = model_inputs(batch, plan.sides, self.device, self.cfg.model.channels_last, aug)
         with self.compute.autocast():
             outputs = plan.net(**inputs)
         return self._grading_loss(outputs, batch)
 
     def _grading_loss(self, outputs: dict, batch: dict) -> torch.Tensor:
-        targets = {k: batch[k].to(self.device, non_blocking=True) for k in TARGET_KEYS}
-        loss, _ = grading_loss(outputs, targets, self.cfg.loss.alpha_emd, self.cfg.loss.beta_edge,
-                               self.cfg.loss.beta_center)
-        return loss
-
-    def _images(self, batch: dict, sides, batch_index: int | None = None, phase: int = 0) -> dict:
-        """Normalised device tensors per side; with a batch_index (training), augmented first, seeded by the
-        batch's place in the epoch so a resumed run repeats it exactly."""
-        out = {}
-        for i, side in enumerate(sides):
-            x = batch[side].to(self.device, non_blocking=True)
-            if batch_index is not None and self.cfg.data.augment:
-                g = batch_generator(self.cfg.training.seed + i, phase, self.pos.epoch,
-                                    batch_index * self.denv.world_size + self.denv.rank, self.device)
-                x = augment_batch(x.float().div_(255.0), g).mul_(255.0)
-            out[side] = normalize_on_device(x, self.cfg.model.channels_last)
-        return out
+        l = self.cfg.loss
+        return grading_loss(outputs, {k: batch[k].to(self.device, non_blocking=True) for k in TARGET_KEYS},
+                            l.alpha_emd, l.beta_edge, l.beta_center, l.beta_criteria)[0]
 
     def _check_finite(self, value: torch.Tensor, phase: int) -> float:
         v = float(value)
@@ -361,7 +334,6 @@ class Trainer:
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, split: str, sides) -> dict:
         if (split, sides) not in self.eval_loaders:  # kept: persistent workers are not restarted every epoch
             dataset = self.datasets[split][sides]
@@ -369,20 +341,12 @@ class Trainer:
             self.eval_loaders[split, sides] = self._loader(dataset, order, drop_last=False)
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
-        net = self.model
-        net.eval()
-        confusion = torch.zeros(10, 10, dtype=torch.float64, device=self.device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        for batch in self.eval_loaders[split, sides]:
-            with self.compute.autocast():
-                outputs = net(**self._images(batch, sides))
-            loss_sum += self._grading_loss(outputs, batch).double() * len(batch["grade"])
-            pred = outputs["logits"].float().argmax(dim=1)
-            confusion.index_put_((batch["grade"].to(self.device), pred),
-                                 torch.ones_like(pred, dtype=torch.float64), accumulate=True)
-        distributed.all_reduce_sum(confusion)
-        distributed.all_reduce_sum(loss_sum)
-        report = report_from_confusion(confusion.round().long().cpu().numpy())
+        counts = confusion_counts(self.model, self.eval_loaders[split, sides], self.compute.autocast,
+                                  lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
+                                  self._grading_loss)
+        confusion, criteria, loss_sum = (distributed.all_reduce_sum(counts[k]) for k in ("grade", "criteria",
+                                                                                        "loss_sum"))
+        report = report_from_confusion(*(c.round().long().cpu().numpy() for c in (confusion, criteria)))
         return {"val_loss": float(loss_sum) / max(1, report["n"]), "val_qwk": report["qwk"],
                 "val_mae": report["mae"], "val_acc": report["accuracy"], "report": report}
 
@@ -430,15 +394,12 @@ class Trainer:
         all_rng = distributed.gather_objects(checkpoint.rng_state())
         if not self.is_main:
             return 0.0
-        state = {
-            "model": self.model.state_dict(), "optimizer": plan.optimizer.state_dict(),
-            "scheduler": plan.scheduler.state_dict(), "scaler": self.compute.scaler.state_dict(),
-            "early_stopping": plan.stopper.state_dict(), "position": asdict(position),
-            "global_step": position.global_step, "rng": all_rng, "model_signature": self.model_signature,
-            "history": self.history, "config": self.cfg.to_dict(),
-        }
-        path = storage.join(self.ckpt_dir, name)
-        seconds = checkpoint.save(state, path)
+        state = {"model": self.model.state_dict(), "optimizer": plan.optimizer.state_dict(),
+                 "scheduler": plan.scheduler.state_dict(), "scaler": self.compute.scaler.state_dict(),
+                 "early_stopping": plan.stopper.state_dict(), "position": asdict(position),
+                 "global_step": position.global_step, "rng": all_rng, "model_signature": self.model_signature,
+                 "history": self.history, "config": self.cfg.to_dict()}
+        seconds = checkpoint.save(state, path := storage.join(self.ckpt_dir, name))
         self.events.emit("checkpoint", f"saved {name} in {seconds:.2f}s", phase=plan.phase, epoch=position.epoch,
                          step=position.global_step, path=path, kind=name.split("_")[0].removesuffix(".pth"),
                          save_s=round(seconds, 3))
@@ -461,6 +422,7 @@ class Trainer:
                                      f"{export_path}", test_qwk=report["qwk"], test_mae=report["mae"],
                              test_acc=report["accuracy"], test_within_one=report["within_one"],
                              per_grade_accuracy=report["per_grade_accuracy"], confusion=report["confusion"],
+                             criteria=report.get("criteria", {}),
                              export_path=export_path, step=self.pos.global_step)
         distributed.barrier()
         return EXIT_OK

@@ -77,7 +77,7 @@ def test_parts_are_detached_and_total_is_differentiable():
     logits = torch.zeros(2, 10, requires_grad=True)
     total, parts = grading_loss(_outputs(logits), _targets([0, 1]), 0.7, 0.05, 0.1)
     assert total.requires_grad and total.dim() == 0
-    assert set(parts) == {"emd", "ce", "edge", "center"}
+    assert set(parts) == {"emd", "ce", "edge", "center", "criteria"}
     assert not any(v.requires_grad for v in parts.values())
 
 

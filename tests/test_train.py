@@ -41,6 +41,14 @@ def smoke_run(tmp_path_factory, smoke_splits):
     return out, metric_lines(proc.stdout)
 
 
+def test_the_report_and_done_line_carry_per_criterion_accuracy(smoke_run):
+    out, lines = smoke_run
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["criteria"]) == {"centering", "corners", "edges", "surface"}
+    assert all(c["n"] == report["n"] for c in report["criteria"].values())  # the synthetic set labels all
+    assert lines[-1]["event"] == "done" and lines[-1]["criteria"] == report["criteria"]
+
+
 def test_early_stopping_counts_only_improvements_past_min_delta():
     es = EarlyStopping("max", patience=2, min_delta=0.01)
     assert es.update(0.50, 1)

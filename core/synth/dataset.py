@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core import storage
-from core.synth.grading import CardAttributes, grade_from_attributes
+from core.synth.grading import CardAttributes, caps, grade_from_attributes
 from core.synth.render import render_card
 from core.synth.sampling import draw_target_grade, sample_attributes, stratified_split
 
@@ -82,7 +82,9 @@ def _record(card_id: str, card: SynthCard) -> dict:
             "grade": card.grade, "edge": round(a.edge_label, 4),
             # 6 decimals: pixel ratios stay on the same side of every band edge after rounding
             "centering": {"front": [round(a.front_lr, 6), round(a.front_tb, 6)],
-                          "back": [round(a.back_lr, 6), round(a.back_tb, 6)]}}
+                          "back": [round(a.back_lr, 6), round(a.back_tb, 6)]},
+            # Each criterion's cap (docs/design.md §2): the grade is their minimum.
+            "subgrades": caps(a)}
 
 
 def generate(out_dir, n: int, seed: int, size: tuple[int, int] = (200, 280), val_frac: float = 0.1,
@@ -109,7 +111,8 @@ def generate(out_dir, n: int, seed: int, size: tuple[int, int] = (200, 280), val
     parts = stratified_split(np.random.default_rng([seed, _SPLIT_STREAM]), [r["grade"] for r in records],
                              val_frac, test_frac)
     doc = {"version": 1,
-           "synthetic": {"n": n, "seed": seed, "size": list(size), "val_frac": val_frac, "test_frac": test_frac},
+           "synthetic": {"n": n, "seed": seed, "size": list(size), "val_frac": val_frac, "test_frac": test_frac,
+                         "subgrades": True},
            **{name: [records[i] for i in idx] for name, idx in parts.items()}}
     storage.write_text_atomic(splits_path, json.dumps(doc, indent=1) + "\n")
     return splits_path
