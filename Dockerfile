@@ -10,10 +10,13 @@
 # torch >= 2.11 cu128 builds drop Volta.
 FROM pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime AS base
 
-# Unbuffered so every metric line reaches Cloud Logging the moment it is printed.
+# Unbuffered so every metric line reaches Cloud Logging the moment it is printed. PSA_DEFAULT_PRESET:
+# an argument list that names no preset (the Vertex guide's own `--args`) trains `cloud` here, never the
+# laptop preset (core/train_args.py default_preset).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PSA_DEFAULT_PRESET=cloud
 
 WORKDIR /app
 

@@ -28,6 +28,7 @@ class Accelerator:
     speed_vs_t4: float
     regions: tuple[str, ...]
     note: str = ""
+    compute_capability: float = 0.0  # CUDA compute capability, e.g. 7.5 for a T4; 0 = not stated
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Catalog:
     machines: dict[str, MachineType]
     speed: SpeedFactors
     region_notes: dict[str, str] = field(default_factory=dict)
+    min_compute_capability: float = 0.0  # the training image's oldest supported GPU ([image]); 0 = any
+    storage_gb_month: float = 0.0        # Cloud Storage Standard, USD per GB-month in us-central1
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -73,12 +76,14 @@ class Catalog:
             return list(self.machines)
         self.check_region(region)
         return [m.name for m in self.machines.values()
-                if m.cpu_only or any(region in self.accelerators[a].regions for a in m.accelerators)]
+                if m.cpu_only or any(region in self.accelerators[a].regions and self.image_runs_on(a)
+                                     for a in m.accelerators)]
 
     def accelerators_for(self, machine_type: str, region: str | None = None) -> list[str]:
-        """Accelerators the machine takes (and that `region` offers, when given)."""
+        """Accelerators the machine takes and the training image runs on (and that `region` offers, when
+        given)."""
         machine = self.machine(machine_type)
-        names = list(machine.accelerators)
+        names = [a for a in machine.accelerators if self.image_runs_on(a)]
         if region is not None:
             self.check_region(region)
             names = [a for a in names if region in self.accelerators[a].regions]
@@ -101,6 +106,12 @@ class Catalog:
             for accelerator in options:
                 out += [(machine, accelerator, count) for count in self.allowed_counts(machine, accelerator)]
         return out
+
+    def image_runs_on(self, accelerator: str) -> bool:
+        """Whether the training image has CUDA kernels for this GPU (its compute capability is at least
+        the image's minimum; a GPU without a stated capability is assumed to run)."""
+        cc = self.accelerator(accelerator).compute_capability
+        return not cc or cc >= self.min_compute_capability
 
     def hourly_price(self, machine_type: str, accelerator: str, count: int, region: str,
                      spot: bool = False) -> float:
@@ -159,6 +170,11 @@ class Catalog:
                                    f"cloud.accelerator_type is empty (CPU only)")
             return
         acc = self.accelerator(accelerator)
+        if not self.image_runs_on(accelerator):
+            runs = [a.name for a in self.accelerators.values() if self.image_runs_on(a.name)][:3]
+            raise CockpitError(f"cloud.accelerator_type = {accelerator!r} cannot run the training image: "
+                               f"compute capability {acc.compute_capability:.1f}, its PyTorch + CUDA build "
+                               f"needs {self.min_compute_capability:.1f} or newer (e.g. {', '.join(runs)})")
         if accelerator not in machine.accelerators:
             takes = ", ".join(machine.accelerators) or "none (CPU only)"
             fits = [m.name for m in self.machines.values() if accelerator in m.accelerators]
@@ -237,7 +253,8 @@ def _build(raw: dict[str, Any], path: Path) -> Catalog:
             raise ValueError(f"{w}.regions names unknown region {unknown[0]!r}")
         accelerators[name] = Accelerator(name, a.get("label", name), _num(a, "memory_gb", w),
                                          _num(a, "on_demand", w), _num(a, "spot", w),
-                                         _num(a, "speed_vs_t4", w), tuple(a["regions"]), a.get("note", ""))
+                                         _num(a, "speed_vs_t4", w), tuple(a["regions"]), a.get("note", ""),
+                                         _num(a, "compute_capability", w) if "compute_capability" in a else 0.0)
     machines = {}
     for name, m in raw["machines"].items():
         w = f"machines.{name}"
@@ -255,7 +272,12 @@ def _build(raw: dict[str, Any], path: Path) -> Catalog:
                          _num(s, "startup_minutes", "speed"),
                          tuple(int(v) for v in s["reference_size"]),
                          {k: float(v) for k, v in s["t4_samples_per_s"].items()})
+    image, storage = raw.get("image", {}), raw.get("storage", {})
     return Catalog(source=str(meta.get("source", "")), date=str(meta.get("date", "")), path=path,
                    vertex_surcharge=float(meta.get("vertex_surcharge", 1.0)), regions=regions,
                    accelerators=accelerators, machines=machines, speed=speed,
-                   region_notes={n: r.get("note", "") for n, r in raw["regions"].items()})
+                   region_notes={n: r.get("note", "") for n, r in raw["regions"].items()},
+                   min_compute_capability=_num(image, "min_compute_capability", "image")
+                   if "min_compute_capability" in image else 0.0,
+                   storage_gb_month=_num(storage, "standard_gb_month", "storage")
+                   if "standard_gb_month" in storage else 0.0)

@@ -7,11 +7,15 @@ throughput (samples/s; a sample is one card, front + back) and says where it cam
   2. else, when asked, a quick CPU benchmark of the model at the preset's image size,
   3. else the catalog's default per-backbone table (measured on a T4).
 A CPU measurement is turned into target throughput with the catalog's rough relative-speed factors.
-cost = (machine + GPUs) x replicas x hours, on-demand and spot side by side.
+cost = (machine + GPUs) x replicas x hours, on-demand and spot side by side. A replica with N GPUs runs
+N training processes (cockpit/vertex.py launch_command), so the job's world size is replicas x GPUs.
+storage = what the run leaves in the bucket (checkpoints kept, the export, uploaded data) x the
+catalog's Cloud Storage price, per month, beside the one-off compute cost.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -29,6 +33,9 @@ from cockpit.errors import CockpitError
 LOG_NAMES = ("training.log", "metrics.jsonl")
 PHASE1_COST = 0.5  # phase 1 trains the back branch only: about half the compute of phase 2
 SYNTHETIC_TRAIN_SHARE, SYNTHETIC_VAL_SHARE = 0.8, 0.1
+# Bytes per model parameter: fp32 weights; a training checkpoint adds AdamW's two fp32 moments.
+WEIGHTS_BYTES_PER_PARAM, TRAINING_STATE_BYTES_PER_PARAM = 4, 12
+GB = 1e9
 
 
 @dataclass
@@ -59,6 +66,8 @@ class Estimate:
     target: str = ""             # "n1-standard-8 + 1 x NVIDIA_TESLA_T4, 1 replica, us-central1"
     price_source: str = ""
     notes: list[str] = field(default_factory=list)
+    processes: int = 1           # training processes of the job: replicas x GPUs per replica
+    storage: "StorageEstimate | None" = None
 
     @property
     def cost_usd(self) -> float:
@@ -68,6 +77,25 @@ class Estimate:
     def exceeds(self, max_cost_usd: float) -> bool:
         """True when a cost limit is set (> 0) and the job's estimated cost is above it."""
         return max_cost_usd > 0 and self.cost_usd > max_cost_usd
+
+
+@dataclass
+class StorageEstimate:
+    """What a run keeps in the bucket, and what that costs per month."""
+    checkpoint_bytes: int
+    export_bytes: int
+    data_bytes: int
+    usd_per_gb_month: float
+    detail: str                  # how the checkpoint bytes add up
+    data_source: str             # where the data size came from
+
+    @property
+    def total_gb(self) -> float:
+        return (self.checkpoint_bytes + self.export_bytes + self.data_bytes) / GB
+
+    @property
+    def usd_per_month(self) -> float:
+        return self.total_gb * self.usd_per_gb_month
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -329,6 +357,69 @@ def target_samples_per_s(st: StepTime, cfg: Config, catalog: Catalog) -> float:
     return one * (1 + (units - 1) * sp.multi_gpu_efficiency)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Storage
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_count(backbone: str) -> int:
+    """Numbers in the grader's state dict (weights and BatchNorm statistics) with this backbone, counted
+    on torch's meta device: nothing is allocated or downloaded. Imports torch lazily (the CLI stays light
+    until an estimate is asked for); cached per backbone."""
+    import torch
+    from core.model import DualBranchGrader
+
+    with torch.device("meta"):
+        model = DualBranchGrader(backbone, "", 0.5, 0.0)
+    return sum(t.numel() for t in model.state_dict().values())
+
+
+def uploaded_data_bytes(cfg: Config) -> tuple[int, str]:
+    """(bytes of data a job keeps in the bucket, where that came from). Local cards that are not the
+    generated synthetic set go up with --upload-data (the splits file and the images it names); a
+    synthetic set is generated inside the job; gs:// data is already there and is not read from here."""
+    path = cfg.data.splits
+    if path.startswith("gs://"):
+        return 0, "already in the bucket, not counted"
+    if cfg.data.synthetic:
+        return 0, "synthetic cards are generated in the job"
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        base = Path(path).parent
+        names = {rec[side] for split in ("train", "val", "test") for rec in raw.get(split, [])
+                 for side in ("front", "back") if isinstance(rec, dict) and isinstance(rec.get(side), str)}
+        total = Path(path).stat().st_size
+        for name in names:
+            if not name.startswith("gs://"):
+                with_base = base / name
+                total += with_base.stat().st_size if with_base.is_file() else 0
+        return total, f"{len(names):,} images under {base}, uploaded with --upload-data"
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0, f"{path} not readable here, not counted"
+
+
+def storage_estimate(cfg: Config, catalog: Catalog) -> StorageEstimate:
+    """Checkpoints the run keeps (last.pth and the newest keep_last checkpoint_epoch_N as full training
+    states, phase1_best/phase2_best as weights), the export, and uploaded data, at the catalog's price."""
+    params = parameter_count(cfg.model.backbone)
+    state = params * TRAINING_STATE_BYTES_PER_PARAM
+    weights = params * WEIGHTS_BYTES_PER_PARAM
+    t, o = cfg.training, cfg.output
+    epochs = t.phase1_epochs + t.phase2_epochs
+    numbered = min(o.keep_last, epochs // o.save_every) if o.save_every else 0
+    states = 1 + numbered
+    bests = (t.phase1_epochs > 0) + (t.phase2_epochs > 0)
+    data, data_source = uploaded_data_bytes(cfg)
+    price = catalog.storage_gb_month * catalog.check_region(cfg.cloud.region)
+    detail = (f"{states} x {_size(state)} training state + {bests} x {_size(weights)} best weights "
+              f"({params / 1e6:.1f} M parameters)")
+    return StorageEstimate(states * state + bests * weights, weights, data, price, detail, data_source)
+
+
+def _size(n: float) -> str:
+    return f"{n / GB:.2f} GB" if n >= 0.1 * GB else f"{n / 1e6:.0f} MB"
+
+
 def estimate(cfg: Config, catalog: Catalog, step_time: StepTime | None = None, *, benchmark: bool = False,
              runs_dir: Path | None = Path("outputs/runs")) -> Estimate:
     """Hours and cost of `cfg` on its [cloud] machine. Without `step_time`: last local run, else the quick
@@ -344,12 +435,15 @@ def estimate(cfg: Config, catalog: Catalog, step_time: StepTime | None = None, *
     catalog.validate_combo(c.machine_type, c.accelerator_type, c.accelerator_count, c.region, cfg.source)
     sps = target_samples_per_s(step_time, cfg, catalog)
     train_n, val_n, data_src = dataset_size(cfg)
+    # Every process takes batch_size cards per step from its own shard (core/train.py), so a step of the
+    # whole job moves batch_size x processes cards.
+    procs = max(1, c.accelerator_count) * c.replica_count if c.accelerator_type else c.replica_count
     per_epoch = train_n
     if t.max_steps_per_epoch:
-        per_epoch = min(train_n, t.max_steps_per_epoch * t.batch_size * t.grad_accum_steps)
-    steps_per_epoch = math.ceil(per_epoch / t.batch_size)
-    eval_steps = math.ceil(val_n / t.batch_size)
-    step_s = t.batch_size / sps
+        per_epoch = min(train_n, t.max_steps_per_epoch * t.batch_size * t.grad_accum_steps * procs)
+    steps_per_epoch = math.ceil(per_epoch / (t.batch_size * procs))
+    eval_steps = math.ceil(val_n / (t.batch_size * procs))
+    step_s = t.batch_size * procs / sps
     weighted_epochs = t.phase1_epochs * PHASE1_COST + t.phase2_epochs
     seconds = weighted_epochs * (steps_per_epoch + eval_steps * catalog.speed.eval_cost) * step_s
     hours = seconds / 3600.0 + catalog.speed.startup_minutes / 60.0
@@ -369,9 +463,9 @@ def estimate(cfg: Config, catalog: Catalog, step_time: StepTime | None = None, *
                     samples_per_s=sps, train_cards=train_n, val_cards=val_n, dataset_source=data_src,
                     spot=c.spot,
                     target=f"{c.machine_type}{gpu}, {c.replica_count} replica{'s' * (c.replica_count > 1)}, "
-                           f"{c.region}",
+                           f"{c.region}" + (f", {procs} training processes" if procs > 1 else ""),
                     price_source=f"{catalog.source} ({catalog.date}), Vertex surcharge x{catalog.vertex_surcharge:g}",
-                    notes=notes)
+                    notes=notes, processes=procs, storage=storage_estimate(cfg, catalog))
 
 
 @dataclass
@@ -419,10 +513,18 @@ def format_estimate(est: Estimate) -> str:
         f"time:       {_hours(est.hours)}",
         f"cost:       on-demand ${est.on_demand_usd:,.2f} (${est.hourly_on_demand:,.3f}/h)   "
         f"spot ${est.spot_usd:,.2f} (${est.hourly_spot:,.3f}/h)   this preset: {pay}",
+        *([storage_line(est.storage)] if est.storage else []),
         f"prices:     {est.price_source}",
     ]
     lines += [f"note:       {n}" for n in est.notes]
     return "\n".join(lines)
+
+
+def storage_line(st: StorageEstimate) -> str:
+    """The storage cost, one line, beside the compute cost (the CLI and the TUI's Cost section)."""
+    return (f"storage:    ${st.usd_per_month:,.2f} per month for {st.total_gb:,.2f} GB kept in the bucket "
+            f"(checkpoints {_size(st.checkpoint_bytes)}: {st.detail}; export {_size(st.export_bytes)}; "
+            f"data {_size(st.data_bytes)}: {st.data_source}) at ${st.usd_per_gb_month:.3f}/GB-month")
 
 
 def _hours(h: float) -> str:

@@ -78,6 +78,15 @@ def job_timeout_s(cfg: Config, catalog: Any = None) -> float:
     return timeout_s
 
 
+def launch_command(gpus_per_replica: int) -> list[str]:
+    """The container command: empty (the image's ENTRYPOINT, one process) for at most one GPU, else
+    core.launch, which starts one training process per GPU with torchrun; every replica is one node, so
+    the job's world size is replicas x GPUs (core/launch.py)."""
+    if gpus_per_replica <= 1:
+        return []
+    return ["python", "-m", "core.launch", f"--nproc-per-node={gpus_per_replica}", "--"]
+
+
 def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: list[str],
                      display_name: str, catalog: Any = None) -> Any:
     """The aiplatform_v1.CustomJob for a validated preset. Raises CockpitError(EXIT_USAGE) on bad labels."""
@@ -95,11 +104,13 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
     if c.accelerator_type and c.accelerator_count:
         machine.accelerator_type = v1.AcceleratorType[c.accelerator_type]
         machine.accelerator_count = c.accelerator_count
-    # Only args: the image's ENTRYPOINT runs `python -m core.train`, so local `docker run` and Vertex agree.
+    # The image's ENTRYPOINT runs `python -m core.train`, so local `docker run` and Vertex agree; with more
+    # than one GPU per replica the command starts one process per GPU instead (launch_command).
     # The run's logs, config and report land beside the model and checkpoints, not in the container's
     # disk that disappears with the job; an explicit user override still wins (it comes later).
     run_dir = f"output.dir={output_directory(cfg, display_name).rstrip('/')}"
-    container = v1.ContainerSpec(image_uri=image_uri, args=container_args(preset_name, [run_dir, *overrides]),
+    container = v1.ContainerSpec(image_uri=image_uri, command=launch_command(c.accelerator_count),
+                                 args=container_args(preset_name, [run_dir, *overrides]),
                                  env=[v1.EnvVar(name="PYTHONUNBUFFERED", value="1")])
     disk = v1.DiskSpec(boot_disk_type=c.boot_disk_type, boot_disk_size_gb=c.boot_disk_size_gb)
     pools = [v1.WorkerPoolSpec(machine_spec=machine, replica_count=1, container_spec=container,

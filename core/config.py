@@ -76,6 +76,8 @@ class ModelConfig:
 @dataclass
 class TrainingConfig:
     batch_size: int = _f(32, "samples per optimizer micro-batch", min=1)
+    eval_batch_size: int = _f(128, "samples per forward pass when evaluating (no gradients: larger is faster)",
+                              min=1)
     grad_accum_steps: int = _f(1, "micro-batches per optimizer step (effective batch = batch_size x this)",
                                min=1)
     phase1_epochs: int = _f(10, "epochs of phase 1 (back branch only)", min=0)
@@ -84,7 +86,8 @@ class TrainingConfig:
     lr_phase2: float = _f(3e-4, "peak learning rate in phase 2", min=0.0)
     weight_decay: float = _f(0.01, "AdamW weight decay", min=0.0)
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", min=0.0)
-    precision: str = _f("auto", "auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU",
+    precision: str = _f("auto", "auto: bf16 on GPUs that support it, fp16 on older GPUs; on a CPU bf16 where it "
+                                "is native (AVX512-BF16, AMX), else fp32. fp16 without CUDA runs fp32",
                         choices=PRECISIONS)
     scheduler: str = _f("cosine", "learning-rate schedule (HuggingFace semantics)", choices=SCHEDULERS)
     warmup_ratio: float = _f(0.0, "share of a phase's steps spent warming up", min=0.0, max=1.0)

@@ -1,7 +1,10 @@
 """`python -m core.evaluate --model DIR|--checkpoint FILE --splits FILE [--split test]`.
 
-Prints the grading report (QWK, MAE, exact and within-one accuracy, per-grade accuracy, confusion
-matrix, and each criterion's sub-grade accuracy when the model has criterion heads) and writes it as JSON (default: report_<split>.json beside the model or checkpoint).
+Prints the grading report (QWK, MAE, exact and within-one accuracy, macro and weighted F1, per-grade
+accuracy, confusion matrix, each criterion's sub-grade accuracy when the model has criterion heads, and
+the inference time per card) and writes it as JSON (default: report_<split>.json beside the model or
+checkpoint, in the bucket when that is gs://). The model, the checkpoint and the splits may each be
+local or gs://, as in the Vertex guide (`--checkpoint gs://.../phase2_best.pth`).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from core import storage
+from core import latency, storage
 from core.checkpoint import CheckpointError
 from core.data import CardDataset, ImageError, model_inputs, normalize_on_device
 from core.export import ExportError, load_exported, load_from_checkpoint
@@ -63,37 +66,61 @@ def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=
     return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
 
 
+EVAL_BATCH_SIZE = 128  # the optimisations guide's evaluation batch (training.eval_batch_size)
+
+
 def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, split: str = "test",
-             batch_size: int = 64) -> dict:
+             batch_size: int = EVAL_BATCH_SIZE) -> dict:
     model, config = (load_exported(model_dir) if model_dir else load_from_checkpoint(checkpoint))
     records = load_splits(splits_path).split(split)
     sides = tuple(config.get("sides", ["front", "back"]))
     loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides), batch_size=batch_size)
     counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
     report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
+    if records:
+        cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides), sides)
+        report["inference"] = latency.measure(model, cards, batch_size)
     report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint})
     return report
+
+
+def default_output(model_dir: str | None, checkpoint: str | None, split: str) -> str:
+    """report_<split>.json beside the model directory or the checkpoint file: in the same bucket folder
+    for gs:// (os.path would turn gs://b/x into a local folder named 'gs:')."""
+    if model_dir:
+        return storage.join(model_dir, f"report_{split}.json")
+    if storage.is_gcs(checkpoint):
+        return storage.join(checkpoint.rsplit("/", 1)[0], f"report_{split}.json")
+    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"report_{split}.json")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="exported model directory (psa_dual_branch_*.{pth,json})")
-    src.add_argument("--checkpoint", help="training checkpoint (.pth)")
-    p.add_argument("--splits", required=True, help="splits.json")
+    src.add_argument("--checkpoint", help="training checkpoint (.pth), local or gs://")
+    p.add_argument("--splits", "--splits_path", "--splits-path", dest="splits", required=True,
+                   help="splits.json, local or gs:// (--splits_path as in the Vertex guide)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--output", help="report JSON path (default: report_<split>.json beside the model)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--output", help="report JSON path, local or gs:// (default: report_<split>.json beside "
+                                    "the model or checkpoint)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=EVAL_BATCH_SIZE,
+                   help=f"cards per forward pass (default {EVAL_BATCH_SIZE})")
     args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error(f"--batch-size {args.batch_size}: expected at least 1")
     try:
         report = evaluate(args.model, args.checkpoint, args.splits, args.split, args.batch_size)
     except (ExportError, CheckpointError, SplitsError, ImageError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))
-    out = args.output or storage.join(args.model or os.path.dirname(os.path.abspath(args.checkpoint)),
-                                      f"report_{args.split}.json")
-    storage.write_text_atomic(out, json.dumps(report, indent=2))
+    out = args.output or default_output(args.model, args.checkpoint, args.split)
+    try:
+        storage.write_text_atomic(out, json.dumps(report, indent=2))
+    except (storage.StorageError, OSError) as exc:
+        print(f"error: {out}: cannot write the report: {exc}", file=sys.stderr)
+        return 2
     print(f"report written to {out}")
     return 0
 

@@ -84,6 +84,25 @@ def within_one_accuracy(y_true: Any, y_pred: Any) -> float:
     return float((np.abs(t - p) <= 1).mean()) if t.size else 0.0
 
 
+def f1_scores(y_true: Any, y_pred: Any) -> tuple[float, float]:
+    """(macro F1, weighted F1), as scikit-learn's f1_score(average="macro" / "weighted") computes them.
+
+    Per grade F1 = 2 TP / (2 TP + FP + FN). Macro averages it over the grades that occur in y_true or
+    y_pred (scikit-learn's default label set), weighted averages it by each grade's true count; a grade
+    never predicted scores 0 (scikit-learn's zero_division default). No samples: (0.0, 0.0).
+    """
+    t, p = _pair(y_true, y_pred)
+    if t.size == 0:
+        return 0.0, 0.0
+    cm = np.asarray(confusion_matrix(t, p), dtype=np.float64)
+    tp = np.diag(cm)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    denom = support + predicted  # = 2 TP + FP + FN
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = denom > 0
+    return float(f1[present].mean()), float((f1 * support).sum() / support.sum())
+
+
 def per_grade_accuracy(y_true: Any, y_pred: Any) -> dict[int, float | None]:
     """Exact accuracy per true grade 1..10; None where the grade does not occur in y_true."""
     t, p = _pair(y_true, y_pred)
@@ -97,10 +116,13 @@ def per_grade_accuracy(y_true: Any, y_pred: Any) -> dict[int, float | None]:
 def grading_report(y_true: Any, y_pred: Any) -> dict:
     """All metrics in one JSON-ready dict (per-grade keys are strings "1".."10" for JSON round trips)."""
     t, p = _pair(y_true, y_pred)
+    macro_f1, weighted_f1 = f1_scores(t, p)
     return {
         "qwk": qwk(t, p),
         "mae": mae(t, p),
         "accuracy": accuracy(t, p),
+        "macro_f1": macro_f1,
+        "weighted_f1": weighted_f1,
         "within_one": within_one_accuracy(t, p),
         "per_grade_accuracy": {str(g): v for g, v in per_grade_accuracy(t, p).items()},
         "confusion": confusion_matrix(t, p),
@@ -130,11 +152,21 @@ def report_from_confusion(confusion: Any, criteria: Any = None) -> dict:
     return report
 
 
+def format_inference_time(t: dict) -> str:
+    """One line: latency per card at batch 1 and throughput at the eval batch size, on the named device."""
+    return (f"inference on {t['device']}: {t['batch1_median_ms']:.1f} ms per card median, "
+            f"{t['batch1_p95_ms']:.1f} ms p95 (batch 1); {t['cards_per_s']:,.1f} cards/s at batch "
+            f"{t['batch_size']}")
+
+
 def format_report(report: dict) -> str:
     """A readable text version of `grading_report`: headline numbers, per-grade accuracy, confusion."""
     lines = [
         f"samples {report['n']}   QWK {report['qwk']:.4f}   MAE {report['mae']:.3f}   "
         f"exact {report['accuracy']:.1%}   within one {report['within_one']:.1%}",
+        f"accuracy {report['accuracy']:.4f}   macro F1 {report['macro_f1']:.4f}   "
+        f"weighted F1 {report['weighted_f1']:.4f}",
+        *([format_inference_time(report["inference"])] if report.get("inference") else []),
         "",
         "per-grade accuracy (true grade: exact, count)",
     ]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch.utils.data import DataLoader
 
-from core import checkpoint, distributed, sampling, storage
+from core import checkpoint, distributed, latency, sampling, storage
 from core.augment import AugmentSeed
 from core.checkpoint import CheckpointError
 from core.config import Config, ConfigError, config_to_toml
@@ -98,7 +98,8 @@ class Trainer:
         cfg, t, o = self.cfg, self.cfg.training, self.cfg.output
         self.device = pick_device(self.denv.local_rank)
         distributed.init_distributed(self.denv, self.device)
-        self.compute = make_compute(self.device, t.precision)
+        self.compute = make_compute(self.device, t.precision,
+                                    warn=lambda m: self.events.emit("warning", m, severity="WARNING"))
         seed_everything(t.seed, t.deterministic, self.device)
         self.ckpt_dir, self.model_dir, self.tb_dir = storage.resolve_output_dirs(
             o.dir, o.checkpoint_dir, o.model_dir, o.tensorboard_dir)
@@ -225,9 +226,9 @@ class Trainer:
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return net
 
-    def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool) -> DataLoader:
-        return make_loader(dataset, order, self.cfg.data, self.cfg.training.batch_size, self.cfg.training.seed,
-                           self.device, drop_last)
+    def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool, batch_size: int = 0) -> DataLoader:
+        return make_loader(dataset, order, self.cfg.data, batch_size or self.cfg.training.batch_size,
+                           self.cfg.training.seed, self.device, drop_last)
 
     def _epoch_indices(self, phase: int, epoch: int) -> list[int]:
         """This rank's sample order for an epoch: a pure function of (seed, phase, epoch, rank)."""
@@ -338,7 +339,8 @@ class Trainer:
         if (split, sides) not in self.eval_loaders:  # kept: persistent workers are not restarted every epoch
             dataset = self.datasets[split][sides]
             order = sampling.EpochOrder(sampling.shard_indices(len(dataset), self.denv.rank, self.denv.world_size))
-            self.eval_loaders[split, sides] = self._loader(dataset, order, drop_last=False)
+            self.eval_loaders[split, sides] = self._loader(dataset, order, drop_last=False,
+                                                           batch_size=self.cfg.training.eval_batch_size)
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
         counts = confusion_counts(self.model, self.eval_loaders[split, sides], self.compute.autocast,
@@ -410,6 +412,8 @@ class Trainer:
         sides = ("front", "back") if self.cfg.training.phase2_epochs > 0 else ("back",)
         report = self.evaluate("test", sides)["report"]
         if self.is_main:
+            cards = latency.sample_cards(self.datasets["test"][sides], sides)
+            report["inference"] = latency.measure(self.model, cards, self.cfg.training.eval_batch_size)
             export_path = export_model(self.model, self.model_dir, {
                 "image_size": list(self.cfg.data.image_size), "sides": list(sides),
                 "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")},
@@ -421,6 +425,8 @@ class Trainer:
             self.events.emit("done", f"test QWK {report['qwk']:.4f}, MAE {report['mae']:.3f}; model exported to "
                                      f"{export_path}", test_qwk=report["qwk"], test_mae=report["mae"],
                              test_acc=report["accuracy"], test_within_one=report["within_one"],
+                             test_macro_f1=report["macro_f1"], test_weighted_f1=report["weighted_f1"],
+                             inference=report["inference"],
                              per_grade_accuracy=report["per_grade_accuracy"], confusion=report["confusion"],
                              criteria=report.get("criteria", {}),
                              export_path=export_path, step=self.pos.global_step)
@@ -435,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
+        if args.print_config:
+            print(f"# effective config of {cfg.source}\n{config_to_toml(cfg)}", end="")
+            return EXIT_OK
         return Trainer(cfg, log_format=args.log_format).run()
     except BAD_INPUT as exc:
         if args.debug:

@@ -6,6 +6,8 @@ the original Vertex job's argument list works unchanged.
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Mapping
 
 from core.config import Config, load_preset
 
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the dual-branch PSA grader from a preset (local, cloud, or a TOML file).",
         epilog="Exit codes: 0 done, 2 bad input or NaN loss, 75 preempted (resume with --resume auto).")
     p.add_argument("--preset", "--config", dest="preset", default=None,
-                   help="preset name (local, cloud, smoke) or path to a TOML preset")
+                   help="preset name (local, cloud, smoke) or path to a TOML preset (default: local; cloud inside a "
+                        "Vertex AI job or the training image, PSA_DEFAULT_PRESET when set)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one preset key (repeatable), e.g. --set training.lr_phase2=1e-4")
     p.add_argument("--mode", choices=("local", "cloud"), default=None,
@@ -62,8 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="auto (newest complete checkpoint), none, or a checkpoint path")
     p.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
                    help="stdout format: JSON metric lines, readable text, or auto (text on a TTY)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the effective config (preset + overrides) as TOML and exit without training")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def default_preset(env: Mapping[str, str] = os.environ) -> str:
+    """The preset a run without --preset starts from.
+
+    PSA_DEFAULT_PRESET when set (the training image sets it to `cloud`); else `cloud` inside a Vertex AI
+    job (Vertex sets CLOUD_ML_JOB_ID and the AIP_* variables, README "Where outputs land"), so the
+    Vertex guide's own `--args` list, which names no preset, gets the GPU settings and not the laptop's;
+    else `local`.
+    """
+    chosen = env.get("PSA_DEFAULT_PRESET", "").strip()
+    if chosen:
+        return chosen
+    if env.get("CLOUD_ML_JOB_ID") or any(key.startswith("AIP_") for key in env):
+        return "cloud"
+    return "local"
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
@@ -80,7 +101,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    preset = args.preset or ("cloud" if args.mode == "cloud" else "local")
+    preset = args.preset or args.mode or default_preset()  # --mode local|cloud names its preset
     overrides = overrides_from_args(args)
     if args.mode == "cloud" and args.resume is None and not any(o.startswith("output.resume=") for o in overrides):
         overrides.insert(0, "output.resume=auto")

@@ -26,6 +26,7 @@ from gen_presets_reference import main as _main  # noqa: E402
 START = "<!-- cost-table:start -->"
 END = "<!-- cost-table:end -->"
 REGION = "us-central1"
+MULTI_GPU = {"machine_type": "n1-highmem-16", "accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 4}
 
 
 def _cheapest_setup(cat, acc_name: str) -> tuple[str, int] | None:
@@ -43,8 +44,12 @@ def render(catalog_file: Path = PACKAGED_CATALOG) -> str:
     rows = ["| GPU | memory | machine | GPUs | on-demand $/h | spot $/h | speed vs T4 | "
             "$ per T4-hour (on-demand / spot) |",
             "|---|---|---|---|---|---|---|---|"]
+    refused = []
     for acc in cat.accelerators.values():
         setup = _cheapest_setup(cat, acc.name)
+        if not cat.image_runs_on(acc.name):
+            refused.append(f"{acc.label} (compute capability {acc.compute_capability:.1f})")
+            continue
         if setup is None:
             continue
         machine, count = setup
@@ -58,6 +63,10 @@ def render(catalog_file: Path = PACKAGED_CATALOG) -> str:
     preset_on = cat.hourly_price(cloud.machine_type, cloud.accelerator_type, cloud.accelerator_count, REGION)
     preset_spot = cat.hourly_price(cloud.machine_type, cloud.accelerator_type, cloud.accelerator_count,
                                    REGION, spot=True)
+    multi = load_preset("cloud", [f"cloud.{k}={v}" for k, v in MULTI_GPU.items()]).cloud
+    multi_on = cat.hourly_price(multi.machine_type, multi.accelerator_type, multi.accelerator_count, REGION)
+    multi_spot = cat.hourly_price(multi.machine_type, multi.accelerator_type, multi.accelerator_count, REGION,
+                                  spot=True)
     surcharge = ("Compute Engine list prices (Vertex AI bills somewhat above them; set "
                  "`vertex_surcharge` in the catalog to include that)" if cat.vertex_surcharge == 1.0
                  else f"Compute Engine list prices x {cat.vertex_surcharge:g} for Vertex AI")
@@ -71,7 +80,15 @@ def render(catalog_file: Path = PACKAGED_CATALOG) -> str:
         f"{cat.accelerator(cloud.accelerator_type).label}) costs {preset_on:.2f} $/h on demand, "
         f"{preset_spot:.2f} $/h on spot. `psa-cockpit estimate PRESET` turns a preset into hours and "
         "dollars for your data.",
+        "",
+        f"The Vertex guide's multi-GPU machine, `{multi.machine_type}` + {multi.accelerator_count} x "
+        f"{cat.accelerator(multi.accelerator_type).label} (`--set cloud.machine_type={multi.machine_type} --set "
+        f"cloud.accelerator_count={multi.accelerator_count}`), costs {multi_on:.2f} $/h on demand, "
+        f"{multi_spot:.2f} $/h on spot; the job runs one training process per GPU.",
     ]
+    if refused:
+        notes += ["", f"Not offered: {', '.join(refused)}: the image's PyTorch + CUDA build needs compute "
+                      f"capability {cat.min_compute_capability:.1f} or newer, so the cockpit refuses it."]
     return "\n".join(rows + notes) + "\n"
 
 

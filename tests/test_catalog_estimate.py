@@ -9,8 +9,8 @@ import pytest
 from core.config import config_from_dict
 from cockpit.catalog import PACKAGED_CATALOG, load_catalog
 from cockpit.errors import CockpitError
-from cockpit.estimate import (Estimate, StepTime, dataset_size, estimate, format_estimate, quick_benchmark,
-                              step_time_from_runs, target_samples_per_s)
+from cockpit.estimate import (GB, Estimate, StepTime, dataset_size, estimate, format_estimate, parameter_count,
+                              quick_benchmark, step_time_from_runs, storage_estimate, target_samples_per_s)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_machine_types_in_a_region_leave_out_unavailable_gpu_machines(catalog):
 
 
 def test_accelerators_for_a_machine_in_a_region(catalog):
-    assert catalog.accelerators_for("n1-standard-8", "us-east1") == ["NVIDIA_TESLA_T4", "NVIDIA_TESLA_P100"]
+    # The machine also takes P100s, but the image cannot run on them (below).
+    assert catalog.accelerators_for("n1-standard-8", "us-east1") == ["NVIDIA_TESLA_T4"]
     assert catalog.accelerators_for("g2-standard-24") == ["NVIDIA_L4"]
 
 
@@ -248,3 +249,106 @@ def test_quick_benchmark_times_the_real_model(tmp_path):
     st = quick_benchmark(cfg, steps=1, batch_size=2)
     assert st.device == "cpu" and st.samples_per_s > 0 and math.isfinite(st.samples_per_s)
     assert st.source.startswith("quick local benchmark (")
+
+
+# ----- GPUs the image runs on, the multi-GPU machine, storage ------------------------------------------
+
+def test_catalog_records_the_images_minimum_compute_capability(catalog):
+    assert catalog.min_compute_capability == 7.0  # PyTorch 2.8 + CUDA 12.8: sm_70 .. sm_120
+    caps = {name: acc.compute_capability for name, acc in catalog.accelerators.items()}
+    assert all(caps.values()), caps
+    assert (caps["NVIDIA_TESLA_P100"], caps["NVIDIA_TESLA_V100"], caps["NVIDIA_TESLA_T4"]) == (6.0, 7.0, 7.5)
+
+
+def test_a_gpu_the_image_cannot_run_is_refused_in_one_line(catalog):
+    with pytest.raises(CockpitError) as info:
+        catalog.validate_combo("n1-standard-8", "NVIDIA_TESLA_P100", 1, "us-central1", where="p.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("p.toml: cloud.accelerator_type = 'NVIDIA_TESLA_P100' cannot run the training image: "
+                              "compute capability 6.0, its PyTorch + CUDA build needs 7.0 or newer")
+
+
+def test_a_gpu_the_image_cannot_run_is_not_offered_and_not_estimated(tmp_path, catalog):
+    for machine in catalog.machine_types("us-central1"):
+        assert "NVIDIA_TESLA_P100" not in catalog.accelerators_for(machine, "us-central1")
+    cfg = make_cfg(tmp_path, cloud={"accelerator_type": "NVIDIA_TESLA_P100"})
+    with pytest.raises(CockpitError, match="cannot run the training image"):
+        estimate(cfg, catalog, StepTime(40.0, "cpu", "given"))
+
+
+def test_the_guides_multi_gpu_machine_takes_four_t4s_at_a_derived_price(catalog):
+    assert catalog.allowed_counts("n1-highmem-16", "NVIDIA_TESLA_T4") == (1, 2, 4)
+    machine = catalog.machines["n1-highmem-16"]
+    assert (machine.vcpus, machine.memory_gb) == (16, 104)
+    assert machine.on_demand == pytest.approx(16 * 0.031611 + 104 * 0.004237, abs=1e-4)
+    assert "derived" in machine.note  # not a quoted price: the catalog says how it was made
+    assert catalog.hourly_price("n1-highmem-16", "NVIDIA_TESLA_T4", 4, "us-central1") == pytest.approx(
+        machine.on_demand + 4 * 0.35)
+
+
+def test_four_gpus_run_four_processes_and_the_steps_say_so(tmp_path, catalog):
+    one = make_cfg(tmp_path, training={"batch_size": 32, "phase1_epochs": 0, "phase2_epochs": 10})
+    four = make_cfg(tmp_path, training={"batch_size": 32, "phase1_epochs": 0, "phase2_epochs": 10},
+                    cloud={"machine_type": "n1-highmem-16", "accelerator_count": 4})
+    st = StepTime(40.0, "cpu", "given")
+    e1, e4 = estimate(one, catalog, st), estimate(four, catalog, st)
+    assert (e1.processes, e4.processes) == (1, 4)
+    # 80,000 cards: one process takes 2,500 steps of 32 per epoch; four take 625 steps of 32 each.
+    assert (e1.steps, e4.steps) == (10 * 2500, 10 * 625)
+    assert e4.step_time_s == pytest.approx(32 * 4 / e4.samples_per_s)
+    assert e4.samples_per_s == pytest.approx(e1.samples_per_s * (1 + 3 * 0.9))
+    assert e4.target.endswith(", 4 training processes") and "processes" not in e1.target
+    assert e4.hourly_on_demand == pytest.approx(catalog.hourly_price("n1-highmem-16", "NVIDIA_TESLA_T4", 4,
+                                                                     "us-central1"))
+
+
+def test_parameter_count_is_the_real_models():
+    from core.model import DualBranchGrader
+
+    model = DualBranchGrader("mobilenet_v3_small", "", 0.7, 0.0)
+    assert parameter_count("mobilenet_v3_small") == sum(t.numel() for t in model.state_dict().values())
+
+
+def test_storage_counts_kept_checkpoints_the_export_and_uploaded_data(tmp_path, catalog):
+    data = tmp_path / "cards"
+    (data / "img").mkdir(parents=True)
+    (data / "img" / "a_f.jpg").write_bytes(b"x" * 1000)
+    (data / "img" / "a_b.jpg").write_bytes(b"x" * 3000)
+    rec = {"id": "a", "front": "img/a_f.jpg", "back": "img/a_b.jpg", "grade": 9}
+    (data / "splits.json").write_text(json.dumps({"version": 1, "train": [rec], "val": [], "test": []}))
+    cfg = make_cfg(tmp_path, data={"splits": str(data / "splits.json"), "synthetic": False},
+                   model={"backbone": "resnet18"}, training={"phase1_epochs": 10, "phase2_epochs": 30},
+                   output={"save_every": 5, "keep_last": 3})
+    st = storage_estimate(cfg, catalog)
+    n = parameter_count("resnet18")
+    # last.pth + the newest 3 of 8 numbered checkpoints (weights + AdamW moments), phase1/2_best (weights).
+    assert st.checkpoint_bytes == 4 * 12 * n + 2 * 4 * n
+    assert st.export_bytes == 4 * n
+    assert st.data_bytes == 4000 + (data / "splits.json").stat().st_size
+    assert st.usd_per_gb_month == pytest.approx(0.020)
+    assert st.usd_per_month == pytest.approx((st.checkpoint_bytes + st.export_bytes + st.data_bytes) / GB * 0.020)
+
+
+def test_synthetic_or_bucket_data_adds_nothing_to_upload(tmp_path, catalog):
+    assert storage_estimate(make_cfg(tmp_path), catalog).data_bytes == 0   # generated inside the job
+    gs = make_cfg(tmp_path, data={"splits": "gs://b/cards/splits.json", "synthetic": False})
+    st = storage_estimate(gs, catalog)
+    assert st.data_bytes == 0 and "already in the bucket" in st.data_source
+
+
+def test_storage_is_shown_beside_the_compute_cost(tmp_path, catalog):
+    est = estimate(make_cfg(tmp_path, model={"backbone": "resnet18"}), catalog, StepTime(40.0, "cpu", "given"))
+    lines = format_estimate(est).splitlines()
+    cost = next(i for i, line in enumerate(lines) if line.startswith("cost:"))
+    assert lines[cost + 1].startswith(f"storage:    ${est.storage.usd_per_month:,.2f} per month for "
+                                      f"{est.storage.total_gb:,.2f} GB kept in the bucket (checkpoints ")
+    assert "at $0.020/GB-month" in lines[cost + 1]
+
+
+def test_the_tui_cost_panel_shows_the_same_storage_figure(tmp_path, catalog):
+    from cockpit.tui.sections.cost import EstimateResult, summary
+
+    est = estimate(make_cfg(tmp_path, model={"backbone": "resnet18"}), catalog, StepTime(40.0, "cpu", "given"))
+    text = summary(EstimateResult(est)).plain
+    assert f"storage    ${est.storage.usd_per_month:,.2f}/month for {est.storage.total_gb:,.2f} GB" in text

@@ -138,6 +138,15 @@ def test_output_is_unbuffered_so_metric_lines_stream():
     assert re.search(r"\bPYTHONUNBUFFERED=1\b", envs)
 
 
+def test_image_trains_the_cloud_preset_when_the_arguments_name_none():
+    """The Vertex guide's own --args list has no --preset: in the image it must not mean the laptop preset."""
+    from core.train_args import default_preset
+
+    envs = " ".join(_args_of("ENV"))
+    assert re.search(r"\bPSA_DEFAULT_PRESET=cloud\b", envs)
+    assert default_preset({"PSA_DEFAULT_PRESET": "cloud"}) == "cloud"
+
+
 def test_dependency_layer_comes_before_the_source():
     deps = _index_of(lambda w, r: w == "RUN" and "pip install" in r and "--no-deps" not in r)
     metadata = _index_of(lambda w, r: w == "COPY" and "pyproject.toml" in r)

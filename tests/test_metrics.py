@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from core import metrics
 
@@ -73,6 +73,33 @@ def test_grade_out_of_range_is_rejected_with_the_value():
         metrics.qwk([1, 2], [1, 11])
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_accuracy_macro_and_weighted_f1_match_sklearn(seed):
+    y_true, y_pred = _random_case(seed)
+    rep = metrics.grading_report(y_true, y_pred)
+    assert rep["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    assert rep["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0), abs=1e-12)
+    assert rep["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, average="weighted", zero_division=0),
+                                               abs=1e-12)
+
+
+def test_f1_on_the_hand_worked_case():
+    # grade 10: TP 1, FP 1 -> 2/3; grade 9: TP 1, FN 1 -> 2/3; grade 8: FN 1 -> 0; grade 3: 1.
+    macro, weighted = metrics.f1_scores(TRUE, PRED)
+    assert macro == pytest.approx((2 / 3 + 2 / 3 + 0 + 1) / 4)
+    assert weighted == pytest.approx((2 / 3 * 1 + 2 / 3 * 2 + 0 * 1 + 1 * 1) / 5)
+
+
+def test_format_report_shows_accuracy_f1_and_the_inference_time_with_its_device():
+    rep = metrics.grading_report(TRUE, PRED)
+    rep["inference"] = {"device": "Test CPU (cpu, 2 threads)", "batch1_median_ms": 12.345, "batch1_p95_ms": 20.0,
+                        "cards_per_s": 321.0, "batch_size": 128}
+    lines = metrics.format_report(rep).splitlines()
+    assert f"accuracy 0.6000   macro F1 {(2 / 3 + 2 / 3 + 1) / 4:.4f}   weighted F1 {(2 / 3 * 3 + 1) / 5:.4f}" in lines
+    assert ("inference on Test CPU (cpu, 2 threads): 12.3 ms per card median, 20.0 ms p95 (batch 1); "
+            "321.0 cards/s at batch 128") in lines
+
+
 def test_length_mismatch_is_rejected():
     with pytest.raises(ValueError, match="same length"):
         metrics.mae([1, 2, 3], [1, 2])
@@ -80,7 +107,8 @@ def test_length_mismatch_is_rejected():
 
 def test_grading_report_has_json_ready_keys():
     rep = metrics.grading_report(TRUE, PRED)
-    assert set(rep) == {"qwk", "mae", "accuracy", "within_one", "per_grade_accuracy", "confusion", "n"}
+    assert set(rep) == {"qwk", "mae", "accuracy", "macro_f1", "weighted_f1", "within_one", "per_grade_accuracy",
+                        "confusion", "n"}
     assert rep["n"] == 5
     assert list(rep["per_grade_accuracy"]) == [str(g) for g in range(1, 11)]
     assert rep["confusion"] == metrics.confusion_matrix(TRUE, PRED)

@@ -49,6 +49,9 @@ def summary(result: EstimateResult) -> Text:
     text.append(f"{'$' + format(e.spot_usd, ',.2f'):<9}", style="bold yellow" if e.spot else "")
     text.append(f" ${e.hourly_spot:,.2f}/h\n")
     text.append(f"this preset pays {pay}\n", style="dim")
+    if e.storage is not None:
+        text.append("storage    ", style="bold")
+        text.append(f"${e.storage.usd_per_month:,.2f}/month for {e.storage.total_gb:,.2f} GB\n")
     text.append("step time  ", style="bold")
     text.append(f"{e.source}\n", style="dim")
     return text
