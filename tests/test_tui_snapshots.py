@@ -80,6 +80,16 @@ class ScriptedBackend:
         return self.info
 
 
+class ScriptedVertexBackend(ScriptedBackend):
+    """A Vertex AI job that ran on a T4 for 1 h 52 min: the followed-job scene (log, curves, status line)."""
+
+    name = "vertex"
+    info = JobInfo(id="8123456789", name="psa-cloud-20250601-100800", state="JOB_STATE_SUCCEEDED",
+                   backend="vertex", machine_type="n1-standard-8", accelerator_type="NVIDIA_TESLA_T4",
+                   accelerator_count=1, create_time=T0 - timedelta(hours=2), start_time=T0 - timedelta(hours=2),
+                   end_time=T0 - timedelta(minutes=8), hourly_cost_usd=0.73)
+
+
 def job_rows() -> list[JobInfo]:
     return [
         JobInfo("8123456789", "psa-cloud-20250601-113000", "JOB_STATE_RUNNING", "vertex",
@@ -158,16 +168,44 @@ async def scene_jobs(pilot) -> None:
 async def scene_run(pilot) -> None:
     app = pilot.app
     backend = ScriptedBackend()
-    app.action_section("run")
+    await pilot.press("f6")  # (action_section alone left the snapshot on Presets)
     app.run_section.follow(backend, backend.info)
     await _settle(pilot)
     await pilot.pause(0.3)  # the UI drains the feed on a 0.1 s timer
     await _settle(pilot)
 
 
+async def scene_vertex(pilot) -> None:
+    app = pilot.app
+    backend = ScriptedVertexBackend()
+    await pilot.press("f6")
+    app.run_section.follow(backend, backend.info)
+    await _settle(pilot)
+    await pilot.pause(0.3)
+    await _settle(pilot)
+
+
+async def scene_submit(pilot) -> None:
+    """F7's confirmation, for a plan with a fixed image tag and job name (the real ones carry the commit
+    and the time)."""
+    from cockpit.presets import validate_preset
+    from cockpit.submit import plan_submit
+    from cockpit.tui.dialogs import SubmitDialog
+
+    app = pilot.app
+    await _settle(pilot)
+    cfg = validate_preset(app.doc.path, ["cloud.bucket=gs://my-psa-bucket"], app.catalog, submitting=True)
+    plan = plan_submit(cfg, catalog=app.catalog, tag="5ae8caf", display_name="psa-cloud-20250601-120000")
+    await app.push_screen(SubmitDialog(plan.summary(), [], can_upload=False, saves=False))
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 SCENES = {"presets": ("presets/local.toml", scene_presets), "cost": ("presets/cloud.toml", scene_cost),
           "build": ("presets/cloud.toml", scene_build), "jobs": ("presets/cloud.toml", scene_jobs),
-          "run": ("presets/local.toml", scene_run)}
+          "run": ("presets/local.toml", scene_run), "submit": ("presets/cloud.toml", scene_submit),
+          "vertex": ("presets/cloud.toml", scene_vertex)}
 
 
 class FrozenJobsApp(CockpitApp):

@@ -56,12 +56,13 @@ class CockpitApp(App):
     COMMANDS = App.COMMANDS | {CockpitCommands}
     AUTO_FOCUS = "#preset-form"  # the footer then shows the Presets keys; q still quits
     BINDINGS = [
-        *(Binding(f"{fkey},{digit}", f"section('{sid}')", title, id=f"section.{sid}", key_display=fkey.upper(),
-                  tooltip=f"Show the {title} section ({fkey.upper()}, or {digit} outside a text box)")
-          for sid, title, fkey, digit in SECTIONS),
+        # first, so the footer shows it even on a narrow terminal
         Binding("f7", "submit_vertex", "Submit to Vertex", id="app.submit", key_display="F7",
                 tooltip="Submit the open preset to Vertex AI: validate, confirm (machine, GPUs, cost, image), "
                         "build and push if needed, create the job and follow it in Run/Logs"),
+        *(Binding(f"{fkey},{digit}", f"section('{sid}')", title, id=f"section.{sid}", key_display=fkey.upper(),
+                  tooltip=f"Show the {title} section ({fkey.upper()}, or {digit} outside a text box)")
+          for sid, title, fkey, digit in SECTIONS),
         Binding("f1,question_mark", "help", "Help", id="app.help", key_display="F1/?",
                 tooltip="List every key binding"),
         Binding("q", "quit_cockpit", "Quit", id="app.quit",

@@ -155,6 +155,9 @@ class RunSection(Section):
             return IDLE
         j = self.job
         parts = [f"{j.name} [{j.backend}] {short_state(j.state)}", elapsed_text(j)]
+        cost = j.cost_so_far()
+        if cost is not None and j.backend != "local":  # state, time and money first: the line may be cut
+            parts.append(f"cost ${cost:,.2f}")
         latest = self._latest()
         if latest is not None:
             if latest.phase is not None:
@@ -169,9 +172,6 @@ class RunSection(Section):
         eta = self.last["epoch"].eta_s if "epoch" in self.last else None
         if eta is not None and not j.terminal:
             parts.append(f"ETA {clock(eta)}")
-        cost = j.cost_so_far()
-        if cost is not None:
-            parts.append(f"cost ${cost:,.2f}")
         return "  ·  ".join(parts)
 
     def _latest(self) -> MetricEvent | None:
