@@ -252,7 +252,7 @@ def test_headless_journey_submit_build_follow_pull_predict(cloud_workdir, fake_v
 
     assert main(["logs", job_id, "--follow", "--preset", preset]) == 0
     out = capsys.readouterr().out
-    assert "container started" in out and "epoch 2 (phase 1)" in out
+    assert "container started" in out and "epoch 2/2 (phase 1)" in out
     assert out.rstrip().endswith(f"job {job_id} JOB_STATE_SUCCEEDED")
     assert main(["pull", job_id, "--to", "pulled", "--preset", preset]) == 0
     prediction = predict(cloud_workdir / "pulled", cards, capsys)
