@@ -7,6 +7,7 @@ the catalog's machine/GPU rules, so the headless CLI and the TUI show the same o
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -31,6 +32,18 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The catalog names these keys; check them by name as soon as they are set.
 _CATALOG_KEYS = ("machine_type", "accelerator_type", "region")
+
+
+class ChangedOnDisk(CockpitError):
+    """The preset file changed on disk since it was opened (or last saved): saving would lose that change."""
+
+
+def _file_digest(path: Path) -> str | None:
+    """SHA-256 of the file's bytes, None when it does not exist."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _cockpit_error(exc: ConfigError) -> CockpitError:
@@ -63,6 +76,8 @@ class PresetDocument:
         self._catalog = catalog
         self._dirty = False
         self._parent_cache: tuple[Any, dict] | None = None
+        # What the file held when we read or last wrote it: a save checks it has not changed since.
+        self._disk_digest: str | None = _file_digest(self.path) if self.path.is_file() else None
 
     # -- loading -------------------------------------------------------------------------------------
 
@@ -77,6 +92,8 @@ class PresetDocument:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise CockpitError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise CockpitError(f"{path}: not UTF-8 text (byte {exc.start}); save the preset as UTF-8") from None
         try:
             tomllib.loads(text)  # tomllib's message is the one core.config gives: same text everywhere
         except tomllib.TOMLDecodeError as exc:
@@ -222,13 +239,32 @@ class PresetDocument:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the document (comments and key order kept); `path` saves under a new name."""
+    def changed_on_disk(self) -> bool:
+        """True when the file no longer holds what this document read or last wrote (another editor,
+        a git checkout): saving would silently throw that change away."""
+        return _file_digest(self.path) != self._disk_digest
+
+    def save(self, path: str | os.PathLike | None = None, *, overwrite_changes: bool = False) -> Path:
+        """Write the document (comments and key order kept); `path` saves under a new name.
+
+        Raises ChangedOnDisk when the file changed since it was opened (unless `overwrite_changes`), and
+        CockpitError naming the file when it cannot be written (disk full, read-only); either way the
+        document keeps its edits and stays dirty, so nothing is lost.
+        """
+        target = Path(path).resolve() if path is not None else self.path
+        if target == self.path and not overwrite_changes and self.changed_on_disk():
+            raise ChangedOnDisk(f"{self.path}: changed on disk since it was opened; saving would overwrite "
+                                "that change")
         if path is not None:
-            target = Path(path).resolve()
             self._rebase_extends(target)
-            self.path = target
-        write_bytes_atomic(self.path, tomlkit.dumps(self.doc).encode("utf-8"))
+        data = tomlkit.dumps(self.doc).encode("utf-8")
+        try:
+            write_bytes_atomic(target, data)
+        except OSError as exc:
+            raise CockpitError(f"{target}: not saved ({exc.strerror or type(exc).__name__}); your edits "
+                               "are kept") from None
+        self.path = target
+        self._disk_digest = hashlib.sha256(data).hexdigest()
         self._dirty = False
         return self.path
 

@@ -99,6 +99,11 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
     check_labels(labels, cfg.source or "preset")
     labels[COCKPIT_LABEL] = "1"
     labels.setdefault(PRESET_LABEL, label_value(preset_name))
+    # The request id (see VertexBackend.create) also makes the run's folder unique: two submits of one
+    # preset in the same second share a display name, and must never share checkpoints or a model.
+    request_id = uuid.uuid4().hex
+    labels[REQUEST_LABEL] = request_id
+    base_dir = output_directory(cfg, f"{display_name}-{request_id[:8]}")
 
     machine = v1.MachineSpec(machine_type=c.machine_type)
     if c.accelerator_type and c.accelerator_count:
@@ -108,7 +113,7 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
     # than one GPU per replica the command starts one process per GPU instead (launch_command).
     # The run's logs, config and report land beside the model and checkpoints, not in the container's
     # disk that disappears with the job; an explicit user override still wins (it comes later).
-    run_dir = f"output.dir={output_directory(cfg, display_name).rstrip('/')}"
+    run_dir = f"output.dir={base_dir.rstrip('/')}"
     container = v1.ContainerSpec(image_uri=image_uri, command=launch_command(c.accelerator_count),
                                  args=container_args(preset_name, [run_dir, *overrides]),
                                  env=[v1.EnvVar(name="PYTHONUNBUFFERED", value="1")])
@@ -124,8 +129,7 @@ def build_custom_job(cfg: Config, preset_name: str, image_uri: str, overrides: l
         restart_job_on_worker_restart=c.restart_job_on_worker_restart,
         strategy=strategy, disable_retries=False)
     spec = v1.CustomJobSpec(worker_pool_specs=pools, scheduling=scheduling,
-                            base_output_directory=v1.GcsDestination(
-                                output_uri_prefix=output_directory(cfg, display_name)))
+                            base_output_directory=v1.GcsDestination(output_uri_prefix=base_dir))
     if c.service_account:
         spec.service_account = c.service_account
     return v1.CustomJob(display_name=display_name[:128], job_spec=spec, labels=labels)

@@ -13,6 +13,7 @@ import random
 import re
 import tempfile
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from core import storage
 
 EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pth$")
 STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pth$")
+BEST_RE = re.compile(r"^phase(\d+)_best\.pth$")
 
 
 class CheckpointError(ValueError):
@@ -121,8 +123,14 @@ def remove_stale_temp_files(checkpoint_dir: str) -> list[str]:
 
 
 def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
-    """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
+    """The newest checkpoint that loads; corrupt ones are skipped with a warning.
+
+    When last.pth cannot be read, the older checkpoints must all come from one run (their `run_id`):
+    falling back across runs would silently continue somebody else's training, so that is a
+    CheckpointError naming the runs and how to choose.
+    """
     best: tuple[str, dict] | None = None
+    loaded: list[tuple[str, dict]] = []
     for path in candidates(checkpoint_dir):
         try:
             state = load(path)
@@ -131,10 +139,16 @@ def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
             continue
         if "global_step" not in state:
             continue
+        loaded.append((path, state))
         if best is None or state["global_step"] > best[1]["global_step"]:
             best = (path, state)
         if os.path.basename(path) == "last.pth":
-            break  # last.pth is always the most recent write; no need to open older ones
+            return best  # last.pth is always the most recent write; no need to open older ones
+    runs = {state.get("run_id") for _, state in loaded}
+    if len(runs) > 1:
+        shown = ", ".join(f"{os.path.basename(p)} (run {s.get('run_id') or 'unknown'})" for p, s in loaded[:4])
+        raise CheckpointError(f"{checkpoint_dir}: last.pth is unreadable and the other checkpoints come from "
+                              f"different runs ({shown}); set output.resume to the checkpoint to continue")
     return best
 
 
@@ -157,12 +171,58 @@ def resume_point(resume: str, checkpoint_dir: str, signature: dict, warn=print, 
     return path, state
 
 
-def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE) -> list[str]:
-    """Delete all but the newest `keep_last` checkpoints matching pattern. Returns what was deleted."""
+def new_run_id(env=os.environ) -> str:
+    """This run's identity, saved in every checkpoint it writes. On Vertex AI the job id: a job that
+    Vertex restarts (preemption) is the same run."""
+    job = env.get("CLOUD_ML_JOB_ID")
+    return f"vertex-{job}" if job else uuid.uuid4().hex
+
+
+def claim_for_new_run(checkpoint_dir: str, run_id: str) -> str | None:
+    """Before a run that does not resume writes into `checkpoint_dir`: make sure it holds no other run's
+    checkpoints, so two runs never mix (and `prune`/resume never pick another run's files).
+
+    A local dir holding another run's checkpoints is moved aside to CHECKPOINT_DIR.previous-TIME (the
+    new path is returned); a gs:// prefix cannot be moved cheaply, so that is a CheckpointError.
+    """
+    names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
+    ours = [n for n in names if n == "last.pth" or EPOCH_RE.match(n) or STEP_RE.match(n) or BEST_RE.match(n)]
+    if not ours:
+        return None
+    newest = candidates(checkpoint_dir)
+    try:
+        owner = load(newest[0]).get("run_id") if newest else None
+    except CheckpointError:
+        owner = None
+    if owner == run_id:
+        return None  # our own job, restarted by Vertex AI
+    shown = ", ".join(sorted(ours)[:3]) + (", ..." if len(ours) > 3 else "")
+    if storage.is_gcs(checkpoint_dir):
+        raise CheckpointError(f"{checkpoint_dir}: holds another run's checkpoints ({shown}); output.resume = "
+                              "\"none\" would mix the two runs: set output.resume = \"auto\" to continue that "
+                              "run, or choose another output.dir")
+    base = checkpoint_dir.rstrip("/")
+    aside = f"{base}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{base}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    os.replace(base, aside)
+    return aside
+
+
+def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE,
+          owned: set[str] | None = None) -> list[str]:
+    """Delete all but the newest `keep_last` checkpoints matching pattern. Returns what was deleted.
+
+    `owned` (file names) limits it to the checkpoints this run wrote: another run's files are never
+    deleted, whatever their numbers."""
     try:
         names = [os.path.basename(p.rstrip("/")) for p in storage.list_dir(checkpoint_dir)]
     except (storage.StorageError, FileNotFoundError):
         return []
+    if owned is not None:
+        names = [n for n in names if n in owned]
     numbered = sorted((int(m.group(1)), n) for n in names if (m := pattern.match(n)))
     doomed = [storage.join(checkpoint_dir, n) for _, n in numbered[:-keep_last]] if keep_last else []
     for path in doomed:

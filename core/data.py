@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,11 @@ class ImageError(ValueError):
     """An image could not be decoded; the message names the file and the record id."""
 
 
+# A 1200 dpi scan of a card is about 13 Mpx; anything far beyond is a mistake or a decompression bomb
+# (a tiny file that decodes to gigabytes), refused before it is decoded (issue 12).
+MAX_IMAGE_PIXELS = 64_000_000
+
+
 def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
     """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3.
 
@@ -38,13 +44,25 @@ def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "
         local, path = io.BytesIO(path), f"<{len(path)} bytes>"
     else:
         local = storage.local_copy(path, cache_dir or None) if storage.is_gcs(path) else path
+    who = f" (record {record_id})" if record_id else ""
     try:
-        with Image.open(local) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
+            im_file = Image.open(local)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}{who}: image too large to decode safely (over "
+                         f"{Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
+    try:
+        with im_file as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:  # checked before anything is decoded
+                raise ImageError(f"{path}{who}: {im.width}x{im.height} pixels is over the "
+                                 f"{MAX_IMAGE_PIXELS:,}-pixel limit for a card scan")
             im = ImageOps.exif_transpose(im).convert("RGB")
             im = ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND)
             return np.array(im, dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        who = f" (record {record_id})" if record_id else ""
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 
 

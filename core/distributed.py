@@ -36,6 +36,10 @@ class DistEnv:
     launcher: str = "single"
 
 
+class DistributedConfigError(ValueError):
+    """CLUSTER_SPEC or the RANK/WORLD_SIZE/MASTER_* variables are wrong; the message names which."""
+
+
 def dist_env_from_environ(env: Mapping[str, str] = os.environ) -> DistEnv:
     """Read CLUSTER_SPEC, else torchrun/manual RANK+WORLD_SIZE, else single process.
 
@@ -45,7 +49,7 @@ def dist_env_from_environ(env: Mapping[str, str] = os.environ) -> DistEnv:
     """
     backend = env.get("PSA_DIST_BACKEND", "auto") or "auto"
     if backend not in ("auto", "nccl", "gloo"):
-        raise ValueError(f"PSA_DIST_BACKEND={backend!r}: expected nccl, gloo or auto")
+        raise DistributedConfigError(f"PSA_DIST_BACKEND={backend!r}: expected nccl, gloo or auto")
     local_rank, local_world = _local_ranks(env)
     torchrun = bool(env.get("TORCHELASTIC_RUN_ID")) or "LOCAL_WORLD_SIZE" in env
     if env.get("CLUSTER_SPEC"):
@@ -54,7 +58,7 @@ def dist_env_from_environ(env: Mapping[str, str] = os.environ) -> DistEnv:
         if torchrun and "RANK" in env and "WORLD_SIZE" in env:
             t_rank, t_world = _int_env(env, "RANK"), _int_env(env, "WORLD_SIZE")
             if (t_rank, t_world) != (rank, world):
-                raise ValueError(
+                raise DistributedConfigError(
                     f"CLUSTER_SPEC makes this process rank {rank} of {world} but torchrun set RANK="
                     f"{t_rank} WORLD_SIZE={t_world}: launch torchrun with --nnodes {nodes} --node_rank "
                     f"{node}")
@@ -66,9 +70,9 @@ def dist_env_from_environ(env: Mapping[str, str] = os.environ) -> DistEnv:
         world = _int_env(env, "WORLD_SIZE", 1)
         rank = _int_env(env, "RANK", 0)
         if world < 1 or not 0 <= rank < world:
-            raise ValueError(f"RANK={rank} WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
+            raise DistributedConfigError(f"RANK={rank} WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
         if world > 1 and not env.get("MASTER_ADDR"):
-            raise ValueError(f"WORLD_SIZE={world} but MASTER_ADDR is not set")
+            raise DistributedConfigError(f"WORLD_SIZE={world} but MASTER_ADDR is not set")
         return DistEnv(rank, local_rank, world, env.get("MASTER_ADDR", "127.0.0.1"),
                        _int_env(env, "MASTER_PORT", DEFAULT_MASTER_PORT), rank == 0, backend,
                        "torchrun" if torchrun else "env")
@@ -79,23 +83,23 @@ def _int_env(env: Mapping[str, str], key: str, default: int | None = None) -> in
     raw = env.get(key)
     if raw is None or raw == "":
         if default is None:
-            raise ValueError(f"{key} is not set")
+            raise DistributedConfigError(f"{key} is not set")
         return default
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{key}={raw!r}: expected an integer") from None
+        raise DistributedConfigError(f"{key}={raw!r}: expected an integer") from None
 
 
 def _local_ranks(env: Mapping[str, str]) -> tuple[int, int]:
     local_rank = _int_env(env, "LOCAL_RANK", 0)
     if "LOCAL_WORLD_SIZE" not in env:
         if local_rank != 0:
-            raise ValueError(f"LOCAL_RANK={local_rank} is set without LOCAL_WORLD_SIZE")
+            raise DistributedConfigError(f"LOCAL_RANK={local_rank} is set without LOCAL_WORLD_SIZE")
         return 0, 1
     local_world = _int_env(env, "LOCAL_WORLD_SIZE")
     if local_world < 1 or not 0 <= local_rank < local_world:
-        raise ValueError(f"LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world}: expected "
+        raise DistributedConfigError(f"LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world}: expected "
                          "0 <= LOCAL_RANK < LOCAL_WORLD_SIZE")
     return local_rank, local_world
 
@@ -105,32 +109,32 @@ def _parse_cluster_spec(raw: str) -> tuple[int, int, str, int]:
     try:
         spec = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"CLUSTER_SPEC: not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise DistributedConfigError(f"CLUSTER_SPEC: not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(spec, dict):
-        raise ValueError("CLUSTER_SPEC: expected a JSON object with keys 'cluster' and 'task'")
+        raise DistributedConfigError("CLUSTER_SPEC: expected a JSON object with keys 'cluster' and 'task'")
     cluster, task = spec.get("cluster"), spec.get("task")
     if not isinstance(cluster, dict):
-        raise ValueError("CLUSTER_SPEC: 'cluster' is missing or not an object of pool -> [host:port]")
+        raise DistributedConfigError("CLUSTER_SPEC: 'cluster' is missing or not an object of pool -> [host:port]")
     if not isinstance(task, dict):
-        raise ValueError("CLUSTER_SPEC: 'task' is missing or not an object with 'type' and 'index'")
+        raise DistributedConfigError("CLUSTER_SPEC: 'task' is missing or not an object with 'type' and 'index'")
     pools = {}
     for name in TRAINER_POOLS:
         hosts = cluster.get(name, [])
         if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-            raise ValueError(f"CLUSTER_SPEC: cluster.{name} must be a list of 'host:port' strings")
+            raise DistributedConfigError(f"CLUSTER_SPEC: cluster.{name} must be a list of 'host:port' strings")
         pools[name] = hosts
     if not pools["workerpool0"]:
-        raise ValueError("CLUSTER_SPEC: cluster.workerpool0 is missing or empty (the chief's address)")
+        raise DistributedConfigError("CLUSTER_SPEC: cluster.workerpool0 is missing or empty (the chief's address)")
     kind, index = task.get("type"), task.get("index", 0)
     if kind not in TRAINER_POOLS:
-        raise ValueError(f"CLUSTER_SPEC: task.type {kind!r} is not a trainer pool (expected workerpool0 "
+        raise DistributedConfigError(f"CLUSTER_SPEC: task.type {kind!r} is not a trainer pool (expected workerpool0 "
                          "or workerpool1; pools 2 and 3 are the reduction server and evaluator)")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(pools[kind]):
-        raise ValueError(f"CLUSTER_SPEC: task.index {index!r} is out of range for {kind} "
+        raise DistributedConfigError(f"CLUSTER_SPEC: task.index {index!r} is out of range for {kind} "
                          f"({len(pools[kind])} entries)")
     host, sep, port = pools["workerpool0"][0].rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"CLUSTER_SPEC: cluster.workerpool0[0] {pools['workerpool0'][0]!r}: "
+        raise DistributedConfigError(f"CLUSTER_SPEC: cluster.workerpool0[0] {pools['workerpool0'][0]!r}: "
                          "expected 'host:port'")
     node = index if kind == "workerpool0" else len(pools["workerpool0"]) + index
     return node, len(pools["workerpool0"]) + len(pools["workerpool1"]), host, int(port)
@@ -149,7 +153,7 @@ def init_distributed(denv: DistEnv, device: torch.device | str) -> None:
         return
     backend = denv.backend if denv.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
     if backend == "nccl" and device.type != "cuda":
-        raise ValueError(f"backend nccl needs a CUDA device, got {device}")
+        raise DistributedConfigError(f"backend nccl needs a CUDA device, got {device}")
     if device.type == "cuda":
         torch.cuda.set_device(device if device.index is not None else denv.local_rank)
         _DEVICE = torch.device("cuda", torch.cuda.current_device())
@@ -243,7 +247,7 @@ class _Resumable:
 
     def __init__(self, rank: int, world_size: int, seed: int) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
+            raise DistributedConfigError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch = 0
         self._start = 0
@@ -253,7 +257,7 @@ class _Resumable:
 
     def skip(self, n: int) -> None:
         if not 0 <= n <= len(self):
-            raise ValueError(f"skip({n}): expected 0..{len(self)} (samples per epoch on this rank)")
+            raise DistributedConfigError(f"skip({n}): expected 0..{len(self)} (samples per epoch on this rank)")
         self._start = n
 
     def _generator(self) -> torch.Generator:
@@ -283,14 +287,14 @@ class DistributedWeightedSampler(_Resumable, torch.utils.data.Sampler[int]):
         super().__init__(rank, world_size, seed)
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
         if self.weights.ndim != 1 or len(self.weights) == 0:
-            raise ValueError("weights: expected a non-empty list of numbers")
+            raise DistributedConfigError("weights: expected a non-empty list of numbers")
         if not torch.isfinite(self.weights).all() or (self.weights < 0).any() or self.weights.sum() <= 0:
-            raise ValueError("weights: expected finite, non-negative numbers with a positive sum")
+            raise DistributedConfigError("weights: expected finite, non-negative numbers with a positive sum")
         if num_samples < 1:
-            raise ValueError(f"num_samples {num_samples}: expected at least 1")
+            raise DistributedConfigError(f"num_samples {num_samples}: expected at least 1")
         total = num_samples * world_size
         if not replacement and total > int((self.weights > 0).sum()):
-            raise ValueError(f"num_samples {num_samples} x world_size {world_size} exceeds the "
+            raise DistributedConfigError(f"num_samples {num_samples} x world_size {world_size} exceeds the "
                              f"{int((self.weights > 0).sum())} records with weight > 0 (replacement=False)")
         self.num_samples, self.replacement = num_samples, replacement
 
@@ -312,7 +316,7 @@ class DistributedShardSampler(_Resumable, torch.utils.data.Sampler[int]):
                  seed: int = 0) -> None:
         super().__init__(rank, world_size, seed)
         if num_items < 0:
-            raise ValueError(f"num_items {num_items}: expected >= 0")
+            raise DistributedConfigError(f"num_items {num_items}: expected >= 0")
         self.num_items, self.shuffle = num_items, shuffle
 
     def __iter__(self) -> Iterator[int]:

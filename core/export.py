@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from datetime import datetime, timezone
 
 import torch
@@ -56,15 +57,28 @@ def load_exported(model_dir: str, device: str | torch.device = "cpu") -> tuple[D
     cfg_path, w_path = storage.join(model_dir, CONFIG_FILE), storage.join(model_dir, WEIGHTS_FILE)
     try:
         config = json.loads(storage.read_text(cfg_path))
-        state = torch.load(io.BytesIO(storage.read_bytes(w_path)), map_location=device, weights_only=True)
     except storage.StorageError as exc:
         raise ExportError(f"{model_dir}: not an exported model ({exc})") from None
-    except (json.JSONDecodeError, RuntimeError, EOFError) as exc:
-        raise ExportError(f"{model_dir}: corrupt export ({exc})") from None
+    except ValueError as exc:  # bad JSON or not UTF-8
+        raise ExportError(f"{cfg_path}: unreadable export config ({type(exc).__name__})") from None
+    try:
+        data = storage.read_bytes(w_path)
+        with warnings.catch_warnings():  # torch warns on stderr about odd pickles before failing
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except storage.StorageError as exc:
+        raise ExportError(f"{model_dir}: not an exported model ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt or foreign file
+        raise ExportError(f"{w_path}: corrupt export weights, not a torch state dict "
+                          f"({type(exc).__name__})") from None
     if "model" not in config or "image_size" not in config:
         raise ExportError(f"{cfg_path}: missing 'model' or 'image_size' (expected an export of core.train)")
-    model = DualBranchGrader.from_config(config["model"]).to(device)
-    model.load_state_dict(state)
+    try:
+        model = DualBranchGrader.from_config(config["model"]).to(device)
+        model.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:  # another architecture or a bad config
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(f"{model_dir}: the weights do not fit the exported config ({first})") from None
     model.eval()
     return model, config
 

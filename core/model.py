@@ -49,17 +49,17 @@ def build_backbone(name: str) -> tuple[nn.Module, int, str]:
 def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str) -> None:
     """Load a local torchvision state dict into `net`, ignoring the stripped classifier's keys.
 
-    Raises ValueError naming the path (missing/unreadable file) or a few offending keys (mismatch).
+    Raises WeightsError naming the path (missing/unreadable file) or a few offending keys (mismatch).
     """
     if not os.path.isfile(path):
-        raise ValueError(f"model.weights: {path} does not exist; expected a local .pth state dict for {name}")
+        raise WeightsError(f"model.weights: {path} does not exist; expected a local .pth state dict for {name}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or non-tensor file
-        raise ValueError(f"model.weights: cannot read {path} as a state dict ({type(exc).__name__}: "
+        raise WeightsError(f"model.weights: cannot read {path} as a state dict ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"model.weights: {path} is not a state dict (name -> tensor) for {name}")
+        raise WeightsError(f"model.weights: {path} is not a state dict (name -> tensor) for {name}")
     state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
     own = net.state_dict()
     missing = [k for k in own if k not in state]
@@ -69,8 +69,12 @@ def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str
         details = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                             for label, keys in (("missing", missing), ("unexpected", unexpected),
                                                 ("wrong shape", wrong)) if keys)
-        raise ValueError(f"model.weights: {path} does not match {name} ({details})")
+        raise WeightsError(f"model.weights: {path} does not match {name} ({details})")
     net.load_state_dict(state, strict=False)  # keys checked above; strict would want the stripped head
+
+
+class WeightsError(ValueError):
+    """model.weights names a file that is missing, unreadable or of another architecture."""
 
 
 class Branch(nn.Module):

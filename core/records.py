@@ -77,8 +77,8 @@ def parse_record(raw: dict, splits_path: str) -> tuple[CardRecord | None, list[s
     if problems:
         return None, problems
     grade = raw["grade"]
-    if isinstance(grade, bool) or not isinstance(grade, (int, float)) or grade != int(grade) \
-            or not 1 <= grade <= NUM_GRADES:
+    if isinstance(grade, bool) or not isinstance(grade, (int, float)) or not math.isfinite(grade) \
+            or grade != int(grade) or not 1 <= grade <= NUM_GRADES:  # NaN/inf: int() would raise
         return None, [f"{label}: grade {grade!r} must be an integer 1..10"]
     edge = raw.get("edge")
     if edge is not None and (not isinstance(edge, (int, float)) or not 0.0 <= edge <= 1.0 or math.isnan(edge)):

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from core import storage
+from core.config import ConfigError
 
 
 def check_buckets(dirs: dict[str, str]) -> None:
@@ -31,6 +32,8 @@ class RunDir:
         """Rank 0: start (or continue) training.log, write config.toml, publish both."""
         if not self.is_main:
             return
+        if self.local.exists() and not self.local.is_dir():  # one line, not a FileExistsError traceback
+            raise ConfigError(f"output.dir = {self.output_dir!r}: exists and is a file, not a folder")
         self.local.mkdir(parents=True, exist_ok=True)
         log = self.local / "training.log"
         remote_log = storage.join(self.output_dir, "training.log")

@@ -33,7 +33,7 @@ from core.events import EventWriter, ProgressBar, one_line, open_tensorboard
 from core.export import export_model
 from core.losses import grading_loss
 from core.metrics import format_report, report_from_confusion
-from core.model import build_model
+from core.model import WeightsError, build_model
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
 from core.records import SplitsError
 from core.run_dir import RunDir, check_buckets
@@ -89,6 +89,10 @@ class Trainer:
         self.pos = Position()
         self.history: list[dict] = []
         self.resume_state: dict | None = None   # the checkpoint being resumed, until its phase loads it
+        # Every checkpoint carries its run's id, so two runs never mix (core/checkpoint.py, issue 12); the
+        # epoch checkpoints this run wrote are the only ones prune may delete.
+        self.run_id = checkpoint.new_run_id()
+        self.epoch_ckpts: set[str] = set()
         self.eval_loaders: dict[tuple, DataLoader] = {}
         self.last_save_s = 0.0
         self.tb = None  # TensorBoard writer, set in setup(); run()'s cleanup reads it even if setup fails
@@ -150,12 +154,19 @@ class Trainer:
             distributed.cleanup()
 
     def _maybe_resume(self) -> None:
+        if self.cfg.output.resume == "none" and self.is_main:
+            aside = checkpoint.claim_for_new_run(self.ckpt_dir, self.run_id)
+            if aside:
+                self.events.emit("warning", f"{self.ckpt_dir} held another run's checkpoints: moved them to "
+                                            f"{aside}", severity="WARNING")
         found = checkpoint.resume_point(self.cfg.output.resume, self.ckpt_dir, self.model_signature,
                                         warn=lambda m: self.events.emit("warning", m, severity="WARNING"),
                                         info=lambda m: self.events.emit("info", m))
         if found is None:
             return
         path, self.resume_state = found
+        self.run_id = self.resume_state.get("run_id") or self.run_id
+        self.epoch_ckpts = set(self.resume_state.get("epoch_checkpoints", []))
         self.pos = Position(**self.resume_state["position"])
         self.history = list(self.resume_state.get("history", []))
         self.events.emit("info", f"resuming from {path}: phase {self.pos.phase} epoch {self.pos.epoch} "
@@ -170,7 +181,7 @@ class Trainer:
         state, self.resume_state = self.resume_state, None
         resuming = state is not None and state["position"]["phase"] == phase
         if phase == 2 and not resuming and t.phase1_epochs > 0:
-            self.model.init_from_phase1(checkpoint.load(storage.join(self.ckpt_dir, "phase1_best.pth"))["model"])
+            self.model.init_from_phase1(self._load_best(1)["model"])
         # Phase 1 trains only the back branch: freezing the front keeps DDP from waiting on its grads.
         for p in self.model.front.parameters():
             p.requires_grad_(phase == 2)
@@ -204,11 +215,18 @@ class Trainer:
             if self.preemption.agreed(self.pos.global_step, self.denv.world_size, epoch_end=True):
                 self._report_preempted(plan, self.last_save_s)  # last.pth was just written for this point
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
-        best = checkpoint.load(storage.join(self.ckpt_dir, f"phase{phase}_best.pth"), self.device)
+        best = self._load_best(phase)
         self.model.load_state_dict(best["model"])
         self.events.emit("info", f"phase {phase} done ({'early stop' if stopper.should_stop else 'all epochs'}); "
                                  f"restored best weights from epoch {best['epoch']}", phase=phase,
                          best_epoch=best["epoch"])
+
+    def _load_best(self, phase: int) -> dict:
+        """phaseN_best.pth, refused in one line when another architecture wrote it (issue 12)."""
+        path = storage.join(self.ckpt_dir, f"phase{phase}_best.pth")
+        best = checkpoint.load(path, self.device)
+        checkpoint.check_model_config(best.get("model_signature") or {}, self.model_signature, path)
+        return best
 
     def _steps_per_epoch(self, n_records: int) -> int:
         t = self.cfg.training
@@ -372,6 +390,7 @@ class Trainer:
                 self.tb.add_scalar(f"phase{phase}/{key}", fields[key], pos.global_step)
         if improved and self.is_main:
             best = {"model": self.model.state_dict(), "model_signature": self.model_signature, "phase": phase,
+                    "run_id": self.run_id,
                     "epoch": pos.epoch, "metrics": {k: metrics[k] for k in ("val_loss", "val_qwk", "val_mae",
                                                                             "val_acc")}}
             seconds = checkpoint.save(best, storage.join(self.ckpt_dir, f"phase{phase}_best.pth"))
@@ -387,7 +406,7 @@ class Trainer:
         if every and run_epoch % every == 0:
             self._save_training_state(plan, f"checkpoint_epoch_{run_epoch}.pth", next_epoch)
         if self.is_main:
-            checkpoint.prune(self.ckpt_dir, self.cfg.output.keep_last)
+            checkpoint.prune(self.ckpt_dir, self.cfg.output.keep_last, owned=self.epoch_ckpts)
             self.run_dir.publish()
         distributed.barrier()
 
@@ -400,7 +419,11 @@ class Trainer:
                  "scheduler": plan.scheduler.state_dict(), "scaler": self.compute.scaler.state_dict(),
                  "early_stopping": plan.stopper.state_dict(), "position": asdict(position),
                  "global_step": position.global_step, "rng": all_rng, "model_signature": self.model_signature,
-                 "history": self.history, "config": self.cfg.to_dict()}
+                 "history": self.history, "config": self.cfg.to_dict(), "run_id": self.run_id,
+                 "epoch_checkpoints": sorted(self.epoch_ckpts | ({name} if name.startswith("checkpoint_epoch_")
+                                                                else set()))}
+        if name.startswith("checkpoint_epoch_"):
+            self.epoch_ckpts.add(name)
         seconds = checkpoint.save(state, path := storage.join(self.ckpt_dir, name))
         self.events.emit("checkpoint", f"saved {name} in {seconds:.2f}s", phase=plan.phase, epoch=position.epoch,
                          step=position.global_step, path=path, kind=name.split("_")[0].removesuffix(".pth"),
@@ -434,7 +457,8 @@ class Trainer:
         return EXIT_OK
 
 
-BAD_INPUT = (ConfigError, SplitsError, ImageError, CheckpointError, storage.StorageError, TrainingError)
+BAD_INPUT = (ConfigError, SplitsError, ImageError, CheckpointError, storage.StorageError, TrainingError,
+             WeightsError, distributed.DistributedConfigError)
 
 
 def main(argv: list[str] | None = None) -> int:

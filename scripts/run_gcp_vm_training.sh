@@ -14,6 +14,7 @@ Usage: scripts/run_gcp_vm_training.sh [options] [-- TRAINER_ARGS...]
   --backup-to GS_URI  where the run folder is copied at the end and on failure
                       (default: gs://<cloud.bucket>/psa-runs/vm-<preset>)
   --no-backup         do not copy anything to GCS
+  --force-backup      copy even when the backup holds a newer run (a later step) than this folder
   --restore           first copy GS_URI back into the run folder (a new VM continues the run)
   --set KEY=VALUE     preset override passed to the trainer (repeatable)
   -h, --help          show this help
@@ -35,6 +36,9 @@ preset="cloud"
 out=""
 backup_to=""
 backup=1
+force_backup=0
+backup_step=0
+this_step=0
 restore=0
 extra=()
 while (($#)); do
@@ -50,6 +54,7 @@ while (($#)); do
             esac
             shift 2 ;;
         --no-backup) backup=0; shift ;;
+        --force-backup) force_backup=1; shift ;;
         --restore) restore=1; shift ;;
         --) shift; extra+=("$@"); break ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -90,6 +95,49 @@ sync_dir() {
     fi
 }
 
+# Copies one object to a local file with whichever Google Cloud CLI is installed.
+# shellcheck disable=SC2329  # used by backup_outputs, called from the EXIT trap
+fetch_file() {
+    if command -v gcloud >/dev/null; then
+        gcloud storage cp "$1" "$2"
+    elif command -v gsutil >/dev/null; then
+        gsutil cp "$1" "$2"
+    else
+        return 1
+    fi
+}
+
+# The global step of a checkpoint file (0 when there is none, -1 when it cannot be read).
+read_step='
+import os, sys
+from core.checkpoint import CheckpointError, load
+if not os.path.isfile(sys.argv[1]):
+    print(0)
+    sys.exit()
+try:
+    print(int(load(sys.argv[1]).get("global_step", 0)))
+except (CheckpointError, TypeError, ValueError):
+    print(-1)
+'
+
+# True when the backup's last.pth is further along than this folder's: a sync would replace a newer
+# run with an older one (say, a second VM started without --restore).
+# shellcheck disable=SC2329  # used by backup_outputs, called from the EXIT trap
+backup_is_newer() {
+    local tmp remote local_step
+    tmp="$(mktemp -d)"
+    if ! fetch_file "$backup_to/checkpoints/last.pth" "$tmp/last.pth" >/dev/null 2>&1; then
+        rm -rf "$tmp"
+        return 1  # no backup yet
+    fi
+    remote="$("$python" -c "$read_step" "$tmp/last.pth")"
+    rm -rf "$tmp"
+    local_step="$("$python" -c "$read_step" "$out/checkpoints/last.pth")"
+    backup_step="$remote"
+    this_step="$local_step"
+    ((remote > local_step))
+}
+
 if ((restore)); then
     ((backup)) || die "--restore needs a backup location (drop --no-backup)"
     mkdir -p "$out"
@@ -103,6 +151,13 @@ log="$out/vm_logs/train_$(date -u +%Y%m%d_%H%M%S).log"
 backup_outputs() {
     local status=$?
     if ((backup)); then
+        if ((!force_backup)) && backup_is_newer; then
+            echo "run_gcp_vm_training.sh: NOT backing up: $backup_to holds a newer run (step $backup_step) than" \
+                 "$out (step $this_step); continue it with --restore, or overwrite it with --force-backup" \
+                | tee -a "$log" >&2
+            ((status)) || status=1
+            exit "$status"
+        fi
         echo "backing up $out to $backup_to" | tee -a "$log"
         sync_dir "$out" "$backup_to" >>"$log" 2>&1 \
             || echo "run_gcp_vm_training.sh: backup to $backup_to FAILED (see $log)" >&2

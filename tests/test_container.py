@@ -602,6 +602,48 @@ def test_vm_training_backs_up_outputs_even_when_training_fails(fakes):
     assert calls[-1] == f"gcloud storage rsync --recursive {out} gs://bucket/runs/a"
 
 
+def _vm_run_with_a_backup(fakes, tmp_path, local_step: int, backup_step: int, *options: str):
+    """The VM script over a fake bucket folder whose checkpoints/last.pth is at `backup_step`."""
+    import torch
+
+    bin_dir, env, log = fakes
+    bucket = tmp_path / "bucket"
+    (bucket / "runs" / "a" / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": backup_step}, bucket / "runs" / "a" / "checkpoints" / "last.pth")
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": local_step}, out / "checkpoints" / "last.pth")
+    # the trainer stand-in; `python -c` (the script's checkpoint reader) runs the real interpreter
+    _fake_exe(bin_dir, "trainer", f'if [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
+                                  'echo "trainer $*" >> "$FAKE_LOG"\n')
+    _fake_exe(bin_dir, "gcloud", 'echo "gcloud $*" >> "$FAKE_LOG"\n'
+                                 'if [[ "$1 $2" == "storage cp" ]]; then\n'
+                                 '  cp "$FAKE_BUCKET/${3#gs://bucket/}" "$4"\nfi\n')
+    result = _run(["bash", ROOT / "scripts/run_gcp_vm_training.sh", "--output-dir", out,
+                   "--backup-to", "gs://bucket/runs/a", *options],
+                  dict(env, PYTHON=str(bin_dir / "trainer"), FAKE_BUCKET=str(bucket), PYTHONPATH=str(ROOT)))
+    return result, log.read_text().splitlines()
+
+
+def test_vm_training_never_overwrites_a_newer_backup(fakes, tmp_path):
+    result, calls = _vm_run_with_a_backup(fakes, tmp_path, local_step=100, backup_step=5000)
+    assert result.returncode != 0
+    assert "holds a newer run (step 5000)" in result.stderr and "--force-backup" in result.stderr
+    assert not [c for c in calls if "rsync" in c]
+
+
+def test_vm_training_backs_up_over_an_older_backup(fakes, tmp_path):
+    result, calls = _vm_run_with_a_backup(fakes, tmp_path, local_step=5000, backup_step=100)
+    assert result.returncode == 0, result.stderr
+    assert calls[-1] == f"gcloud storage rsync --recursive {tmp_path / 'run'} gs://bucket/runs/a"
+
+
+def test_vm_training_force_backup_overwrites_a_newer_backup(fakes, tmp_path):
+    result, calls = _vm_run_with_a_backup(fakes, tmp_path, 100, 5000, "--force-backup")
+    assert result.returncode == 0, result.stderr
+    assert calls[-1] == f"gcloud storage rsync --recursive {tmp_path / 'run'} gs://bucket/runs/a"
+
+
 def test_vm_setup_stops_with_a_driver_hint_when_there_is_no_gpu_driver():
     if any(Path(d, "nvidia-smi").exists() for d in ("/usr/bin", "/bin")):
         pytest.skip("this machine has nvidia-smi")

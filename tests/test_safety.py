@@ -499,6 +499,212 @@ def test_ctrl_c_during_the_image_build_stops_docker_and_creates_no_job(vertex_en
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 7. Runs never share an output folder by accident
+
+
+def test_two_submits_in_the_same_second_get_different_output_folders():
+    from cockpit.vertex import build_custom_job
+
+    cfg = _cloud_cfg()
+    a, b = (build_custom_job(cfg, "cloud", "img:t", [], "psa-cloud-20250101-000000") for _ in range(2))
+    dirs = {j.job_spec.base_output_directory.output_uri_prefix for j in (a, b)}
+    assert len(dirs) == 2
+    for job in (a, b):  # the trainer's run dir follows the job's folder
+        args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
+        assert f"output.dir={job.job_spec.base_output_directory.output_uri_prefix.rstrip('/')}" in args
+
+
+def _foreign_checkpoints(ckpt: Path) -> dict[str, bytes]:
+    files = {"last.pth": b"another run", "checkpoint_epoch_9.pth": b"another run's epoch 9",
+             "phase1_best.pth": b"another run's best"}
+    ckpt.mkdir(parents=True)
+    for name, data in files.items():
+        (ckpt / name).write_bytes(data)
+    return files
+
+
+def test_a_fresh_local_run_moves_another_runs_checkpoints_aside(smoke_splits, tmp_path):
+    from tests.trainer_runs import run_trainer
+
+    out = tmp_path / "run"
+    foreign = _foreign_checkpoints(out / "checkpoints")
+    run = run_trainer(["--preset", "smoke", "--output-dir", str(out), "--set", f"data.splits={smoke_splits}",
+                       "--set", "training.max_steps_per_epoch=2", "--set", "output.save_every=1",
+                       "--set", "output.resume=none"], tmp_path / "logs")
+    assert run.code == 0, run.stderr[-2000:]
+    (aside,) = out.glob("checkpoints.previous-*")
+    assert {p.name: p.read_bytes() for p in aside.iterdir()} == foreign
+    names = {p.name for p in (out / "checkpoints").iterdir()}
+    assert "checkpoint_epoch_9.pth" not in names and "checkpoint_epoch_1.pth" in names
+    from core import checkpoint
+
+    assert checkpoint.load(str(out / "checkpoints" / "last.pth"))["run_id"]
+    assert any("moved them to" in w["message"] for w in run.events("warning"))
+
+
+def test_a_fresh_run_into_a_bucket_folder_of_another_run_is_refused(fake_gcs_bucket):
+    from core import checkpoint
+
+    storage.write_bytes_atomic(f"gs://{fake_gcs_bucket}/runs/a/checkpoints/last.pth", b"another run")
+    with pytest.raises(checkpoint.CheckpointError, match="another run's checkpoints"):
+        checkpoint.claim_for_new_run(f"gs://{fake_gcs_bucket}/runs/a/checkpoints", "mine")
+
+
+def test_prune_never_deletes_another_runs_epoch_checkpoints(tmp_path):
+    from core import checkpoint
+
+    for n in range(1, 7):
+        (tmp_path / f"checkpoint_epoch_{n}.pth").write_bytes(b"x")
+    mine = {f"checkpoint_epoch_{n}.pth" for n in (4, 5, 6)}      # 1-3 belong to another run
+    deleted = checkpoint.prune(str(tmp_path), keep_last=1, owned=mine)
+    assert sorted(Path(p).name for p in deleted) == ["checkpoint_epoch_4.pth", "checkpoint_epoch_5.pth"]
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint_epoch_1.pth", "checkpoint_epoch_2.pth",
+                                                    "checkpoint_epoch_3.pth", "checkpoint_epoch_6.pth"}
+
+
+def test_resume_never_falls_back_silently_to_another_runs_checkpoint(tmp_path):
+    import torch
+
+    from core import checkpoint
+
+    torch.save({"global_step": 40, "run_id": "run-a"}, tmp_path / "checkpoint_epoch_4.pth")
+    torch.save({"global_step": 90, "run_id": "run-b"}, tmp_path / "checkpoint_step_90.pth")
+    (tmp_path / "last.pth").write_bytes(b"torn")
+    with pytest.raises(checkpoint.CheckpointError, match="different runs"):
+        checkpoint.find_resumable(str(tmp_path), warn=lambda m: None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 12. One-line errors, exit 2, no traceback
+
+
+def _module(tmp_path, module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    child_env = {**os.environ, "PSA_CACHE_DIR": str(tmp_path / "cache"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=child_env)
+
+
+def _assert_one_line_exit_2(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def _train(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return _module(tmp_path, "core.train", "--preset", "smoke", "--set", "training.max_steps_per_epoch=1",
+                   *args, env=env)
+
+
+@pytest.mark.parametrize("grade", ["NaN", "Infinity", "-Infinity"])
+def test_train_with_a_non_finite_grade_is_one_line(tmp_path, grade):
+    splits = tmp_path / "d" / "splits.json"
+    splits.parent.mkdir()
+    splits.write_text('{"version": 1, "train": [{"id": "c1", "front": "a.jpg", "back": "b.jpg", '
+                      f'"grade": {grade}}}], "val": [], "test": []}}')
+    result = _train(tmp_path, "--set", f"data.splits={splits}", "--set", "data.synthetic=false",
+                    "--output-dir", str(tmp_path / "out"))
+    _assert_one_line_exit_2(result, "grade")
+
+
+def test_train_with_a_bad_model_weights_file_is_one_line(tmp_path, smoke_splits):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"not a state dict")
+    result = _train(tmp_path, "--set", f"data.splits={smoke_splits}", "--set", f"model.weights={weights}",
+                    "--output-dir", str(tmp_path / "out"))
+    _assert_one_line_exit_2(result, "model.weights", str(weights))
+
+
+def test_train_with_a_non_utf8_preset_is_one_line(tmp_path):
+    preset = tmp_path / "latin1.toml"
+    preset.write_bytes('extends = "smoke"\ndescription = "café"\n'.encode("latin-1"))
+    result = _module(tmp_path, "core.train", "--preset", str(preset))
+    _assert_one_line_exit_2(result, str(preset), "UTF-8")
+
+
+def test_cockpit_refuses_a_non_utf8_preset_in_one_line(tmp_path):
+    from cockpit.presets import PresetDocument
+
+    preset = tmp_path / "latin1.toml"
+    preset.write_bytes('description = "café"\n'.encode("latin-1"))
+    with pytest.raises(CockpitError, match="not UTF-8"):
+        PresetDocument.load(preset)
+
+
+@pytest.mark.parametrize("spec", ["{not json", '{"cluster": 3, "task": {}}'])
+def test_train_with_a_bad_cluster_spec_is_one_line(tmp_path, spec):
+    result = _train(tmp_path, "--output-dir", str(tmp_path / "out"), env={"CLUSTER_SPEC": spec})
+    _assert_one_line_exit_2(result, "CLUSTER_SPEC")
+
+
+def test_train_with_an_output_dir_that_is_a_file_is_one_line(tmp_path, smoke_splits):
+    taken = tmp_path / "out"
+    taken.write_text("a file, not a folder")
+    result = _train(tmp_path, "--set", f"data.splits={smoke_splits}", "--output-dir", str(taken))
+    _assert_one_line_exit_2(result, "output.dir", "not a folder")
+    assert taken.read_text() == "a file, not a folder"
+
+
+def test_a_huge_image_is_refused_before_decoding_and_named(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from core import data
+
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (300, 200)).save(path)
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 50_000)
+    with pytest.raises(data.ImageError, match=r"huge.png \(record c7\): 300x200 pixels is over"):
+        data.load_card_image(str(path), (48, 64), "c7")
+
+
+def test_a_decompression_bomb_is_an_image_error_not_a_crash(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from core import data
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (300, 200)).save(path)
+    for limit in (20_000, 40_000):  # over 2x PIL's limit it raises, over 1x it only warned before
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with pytest.raises(data.ImageError, match="bomb.png.*too large"):
+            data.load_card_image(str(path), (48, 64), "c8")
+
+
+@pytest.mark.parametrize("module", ["core.predict", "core.evaluate"])
+def test_an_unreadable_export_is_one_line(tmp_path, module, smoke_splits):
+    import json
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "psa_dual_branch_config.json").write_text(json.dumps(
+        {"model": {"backbone": "mobilenet_v3_small"}, "image_size": [48, 64]}))
+    (model / "psa_dual_branch_state_dict.pth").write_bytes(b"\x80\x04garbage that is not a torch file")
+    front = smoke_splits.parent / "img" / "c0001_front.jpg"
+    args = (["--model", str(model), str(front), str(front)] if module == "core.predict"
+            else ["--model", str(model), "--splits", str(smoke_splits)])
+    _assert_one_line_exit_2(_module(tmp_path, module, *args), str(model))
+
+
+@pytest.mark.slow
+def test_a_phase1_best_of_another_architecture_is_one_line(tmp_path, smoke_splits):
+    import torch
+
+    from core.model import DualBranchGrader
+
+    out = tmp_path / "out"
+    common = ["--set", f"data.splits={smoke_splits}", "--output-dir", str(out), "--set", "output.resume=auto"]
+    first = _train(tmp_path, *common, "--set", "training.phase2_epochs=0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = DualBranchGrader("efficientnet_b0", "", 0.7, 0.0)
+    torch.save({"model": other.state_dict(), "model_signature": {**other.config(), "image_size": [48, 64]},
+                "phase": 1, "epoch": 1}, out / "checkpoints" / "phase1_best.pth")
+    second = _train(tmp_path, *common, "--set", "training.phase2_epochs=1")
+    _assert_one_line_exit_2(second, "phase1_best.pth", "different model config")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # 11 and 13 (one-liners): torch version floor, .gitignore
 
 

@@ -82,13 +82,13 @@ def test_the_service_receives_the_preset_as_a_custom_job(cloud, preset):
     job = cloud.received[0]
     container = job.job_spec.worker_pool_specs[0].container_spec
     assert container.image_uri == "us-central1-docker.pkg.dev/test-project/psa/psa-trainer:abc123"
+    run = f"{job.display_name}-{job.labels['psa-request-id'][:8]}"  # unique per job (issue 12)
     assert list(container.args) == ["--preset", "presets/mytest.toml", "--mode", "cloud",
-                                    "--set", f"output.dir=gs://test-bucket/psa-runs/{job.display_name}",
+                                    "--set", f"output.dir=gs://test-bucket/psa-runs/{run}",
                                     "--set", "training.batch_size=16", "--set", "cloud.spot=true"]
     assert job.job_spec.scheduling.strategy == v1.Scheduling.Strategy.SPOT
     assert job.labels["psa-cockpit"] == "1" and job.labels["psa-preset"] == "mytest"
-    assert job.job_spec.base_output_directory.output_uri_prefix == \
-        f"gs://test-bucket/psa-runs/{job.display_name}/"
+    assert job.job_spec.base_output_directory.output_uri_prefix == f"gs://test-bucket/psa-runs/{run}/"
 
 
 def test_detach_prints_the_job_id_and_does_not_follow(cloud, preset, capsys):

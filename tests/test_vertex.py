@@ -40,11 +40,10 @@ def test_replicas_beyond_one_become_a_worker_pool():
 
 
 def test_container_runs_the_baked_preset_in_cloud_mode_with_overrides():
-    spec = _job(overrides=["training.batch_size=64", "data.splits=gs://b/d/splits.json"]
-                ).job_spec.worker_pool_specs[0].container_spec
+    job = _job(overrides=["training.batch_size=64", "data.splits=gs://b/d/splits.json"])
+    spec = job.job_spec.worker_pool_specs[0].container_spec
     assert spec.image_uri == IMAGE
     assert list(spec.command) == []  # the image's ENTRYPOINT (python -m core.train) runs
-    job = _job(overrides=["training.batch_size=64", "data.splits=gs://b/d/splits.json"])
     base = job.job_spec.base_output_directory.output_uri_prefix.rstrip("/")
     # The run dir (training.log, config, report) goes to the job's output folder, before user overrides.
     assert list(spec.args) == ["--preset", "presets/cloud.toml", "--mode", "cloud",
@@ -67,9 +66,10 @@ def test_on_demand_preset_uses_standard_strategy():
 
 def test_labels_and_base_output_directory():
     job = _job()
+    request_id = job.labels.pop("psa-request-id")
     assert dict(job.labels) == {"app": "psa-cockpit", "psa-cockpit": "1", "psa-preset": "cloud"}
     assert job.job_spec.base_output_directory.output_uri_prefix == \
-        "gs://my-bucket/psa-runs/psa-cloud-20250101-000000/"
+        f"gs://my-bucket/psa-runs/psa-cloud-20250101-000000-{request_id[:8]}/"
 
 
 def test_invalid_label_value_is_refused_with_the_label_named():

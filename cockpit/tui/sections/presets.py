@@ -111,7 +111,26 @@ class PresetsSection(Section):
             field, message = next(iter(self.form.errors().items()))
             self.cockpit.show_error(f"not saved: {message}")
             return
-        path = doc.save()
+        self._save(doc)
+
+    def _save(self, doc, overwrite_changes: bool = False) -> None:
+        """Save; a file changed on disk asks first, a failed write is a dialog (the edits stay)."""
+        from cockpit.presets import ChangedOnDisk
+
+        try:
+            path = doc.save(overwrite_changes=overwrite_changes)
+        except ChangedOnDisk:
+            def answered(overwrite: bool | None) -> None:
+                if overwrite:
+                    self._save(doc, overwrite_changes=True)
+
+            self.app.push_screen(ConfirmDialog(f"{show_path(doc.path)} changed on disk since you opened it. "
+                                               "Overwrite it with your edits?", yes="Overwrite", no="Cancel"),
+                                 answered)
+            return
+        except CockpitError as exc:
+            self.app.show_error(exc.message)  # type: ignore[attr-defined]
+            return
         self.show_dirty()
         self.notify(f"saved {show_path(path)}", timeout=3)
 

@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from cockpit.backend import JobInfo, JobState, LogLine, MetricEvent, parse_metric, short_state
+from cockpit.errors import CockpitError
 from cockpit.tui.dialogs import ConfirmDialog
 from cockpit.tui.logview import DRAIN_EVERY_S, LineFeed, LogView, drain_into
 from cockpit.tui.plots import MetricPlots
@@ -190,6 +191,9 @@ class RunSection(Section):
         if self.active_local_run is not None:
             self.notify(f"{self.active_local_run.id} is still training (s stops it)", severity="warning")
             return
+        if getattr(self, "_starting", False):  # `r` again before the first run is up: one run, not two
+            self.notify("a local run is starting", severity="warning")
+            return
         doc = app.doc
         if app.cfg is None:
             app.show_error(f"{app.validation_error}")
@@ -197,20 +201,36 @@ class RunSection(Section):
         if doc.dirty:
             def answered(yes: bool | None) -> None:
                 if yes:
-                    doc.save()
+                    try:
+                        doc.save()
+                    except CockpitError as exc:  # disk full, read-only, changed on disk: edits kept
+                        app.show_error(f"not started: {exc.message}")
+                        return
                     app.presets_section.show_dirty()
-                    self._submit(doc.path)
+                    self._start(doc.path)
 
             app.push_screen(ConfirmDialog("The preset has unsaved changes. Save them and start the run?",
                                           yes="Save and run", no="Not now"), answered)
             return
-        self._submit(doc.path)
+        self._start(doc.path)
+
+    def _start(self, preset_path) -> None:
+        self._starting = True
+        self._submit(preset_path)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
     def _submit(self, preset_path) -> None:
         local = self.cockpit.backends.local
-        info = local.submit(preset_path, [])
-        self.app.call_from_thread(self.follow, local, info)
+        try:
+            info = local.submit(preset_path, [])
+        except BaseException:
+            self.app.call_from_thread(setattr, self, "_starting", False)
+            raise
+        self.app.call_from_thread(self._started, local, info)
+
+    def _started(self, local: Any, info: JobInfo) -> None:
+        self.follow(local, info)
+        self._starting = False  # from here on `r` is checked against active_local_run
 
     def action_stop(self) -> None:
         job = self.job
