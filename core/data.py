@@ -66,6 +66,16 @@ def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("PSA_CACHE_DIR", Path.home() / ".cache" / "psa"))
 
@@ -111,17 +121,29 @@ class UInt8Cache:
     def _build(self, progress) -> None:
         w, h = self.size
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned_temp_files()
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(self.records), len(self.sides), h, w, 3))
-        for i, r in enumerate(self.records):
-            for j, side in enumerate(self.sides):
-                arr[i, j] = load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir)
-            if progress:
-                progress(i + 1, len(self.records))
-        arr.flush()
-        del arr
-        os.replace(tmp, self.path)
+        try:
+            for i, r in enumerate(self.records):
+                for j, side in enumerate(self.sides):
+                    arr[i, j] = load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir)
+                if progress:
+                    progress(i + 1, len(self.records))
+            arr.flush()
+            del arr
+            os.replace(tmp, self.path)
+        except BaseException:  # a bad image, Ctrl-C: the half-built file (as big as the cache) goes too
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _remove_abandoned_temp_files(self) -> None:
+        """Temp files of builds whose process is gone (killed outright, so it could not clean up)."""
+        for stale in self.path.parent.glob(f"{self.path.stem}.*.tmp.npy"):
+            pid = stale.name[len(self.path.stem) + 1:].split(".", 1)[0]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                stale.unlink(missing_ok=True)
 
     def get(self, index: int) -> np.ndarray:
         return np.array(self.array[index])  # a writable copy: torch refuses read-only memmap views

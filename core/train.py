@@ -309,6 +309,8 @@ class Trainer:
                                  lr=plan.optimizer.param_groups[0]["lr"],
                                  samples_per_s=samples * self.denv.world_size / max(time.perf_counter() - t0, 1e-9))
             if self.preemption.agreed(pos.global_step, self.denv.world_size):
+                # a diverged model must not replace the last good last.pth (issue 12): raises TrainingError
+                self._check_finite(loss_sum / max(loss_count, 1), plan.phase)
                 mid_epoch = replace(pos, loss_sum=float(loss_sum), loss_count=loss_count)
                 self._report_preempted(plan, self._save_training_state(plan, "last.pth", mid_epoch))
             t_data = time.perf_counter()

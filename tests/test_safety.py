@@ -718,6 +718,89 @@ def test_torch_requirement_excludes_versions_with_the_weights_only_bypass():
     assert torch_req.specifier.contains(Version("2.6.0"))
 
 
+def _cache_records(tmp_path, broken_at: int | None = None):
+    from PIL import Image
+
+    from core.records import CardRecord
+
+    records = []
+    for i in range(4):
+        path = tmp_path / f"c{i}.png"
+        if i == broken_at:
+            path.write_bytes(b"not an image")
+        else:
+            Image.new("RGB", (40, 56), (i * 40, 0, 0)).save(path)
+        records.append(CardRecord(f"c{i}", str(path), str(path), 9))
+    return records
+
+
+def test_a_failed_cache_build_leaves_no_temp_file(tmp_path):
+    from core.data import ImageError, UInt8Cache
+
+    cache = UInt8Cache(_cache_records(tmp_path, broken_at=2), (32, 48), ("front", "back"), str(tmp_path / "cache"))
+    with pytest.raises(ImageError):
+        cache.ensure()
+    assert list((tmp_path / "cache").glob("*.tmp.npy")) == []
+    assert not cache.path.exists()
+
+
+def test_a_cache_build_removes_temp_files_of_killed_builds(tmp_path):
+    from core.data import UInt8Cache
+
+    cache = UInt8Cache(_cache_records(tmp_path), (32, 48), ("front", "back"), str(tmp_path / "cache"))
+    cache.path.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = cache.path.with_suffix(f".{dead.pid}.tmp.npy")
+    abandoned.write_bytes(b"half a cache")
+    cache.ensure()
+    assert not abandoned.exists() and cache.path.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 10. Preset saves: a failure keeps the edits; a file changed on disk is noticed (the TUI's dialogs for
+# these are in tests/test_tui_safety.py)
+
+
+def test_a_failed_save_raises_one_line_naming_the_file_and_keeps_the_edits(tmp_path, monkeypatch):
+    import errno
+
+    from cockpit import presets as presets_service
+    from cockpit.presets import PresetDocument
+
+    path = tmp_path / "mine.toml"
+    path.write_text('extends = "local"\n[training]\nbatch_size = 8\n')
+
+    def disk_full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    doc = PresetDocument.load(path)
+    doc.set("training", "batch_size", 16)
+    monkeypatch.setattr(presets_service, "write_bytes_atomic", disk_full)
+    with pytest.raises(CockpitError, match="mine.toml: not saved \\(No space left on device\\)"):
+        doc.save()
+    assert doc.dirty and doc.get("training", "batch_size") == 16
+    assert "batch_size = 8" in path.read_text()
+
+
+def test_a_save_notices_the_file_changed_on_disk_since_it_was_opened(tmp_path):
+    from cockpit.presets import ChangedOnDisk, PresetDocument
+
+    path = tmp_path / "mine.toml"
+    path.write_text('extends = "local"\n[training]\nbatch_size = 8\n')
+    doc = PresetDocument.load(path)
+    doc.set("training", "batch_size", 16)
+    path.write_text(path.read_text() + "# added by a teammate\n")
+    with pytest.raises(ChangedOnDisk, match="changed on disk"):
+        doc.save()
+    assert path.read_text().endswith("# added by a teammate\n") and doc.dirty
+    doc.save(overwrite_changes=True)                  # the user said "overwrite"
+    assert "batch_size = 16" in path.read_text() and not doc.dirty
+    doc.set("training", "batch_size", 32)
+    doc.save()                                        # our own last write is not "a change on disk"
+    assert "batch_size = 32" in path.read_text()
+
+
 @pytest.mark.parametrize("path", ["models/psa.pth", ".env", "sub/.env"])
 def test_gitignore_keeps_models_and_env_files_out(path):
     result = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT, timeout=30)
