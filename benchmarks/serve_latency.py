@@ -83,7 +83,7 @@ def bench_preset(name: str, runs: int, batch_runs: int, batch: int) -> dict:
     body_n = json.dumps({"instances": [instance] * batch})
 
     grader = Grader(model, config)
-    url, stop = start_background(create_app(grader))
+    url, stop = start_background(create_app(grader), keep_alive_s=3600)  # one connection throughout
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
 

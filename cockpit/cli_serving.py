@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from cockpit.errors import EXIT_CANCELLED, EXIT_COST, EXIT_OK, EXIT_USAGE, CockpitError
+from cockpit.errors import EXIT_CANCELLED, EXIT_COST, EXIT_OK, CockpitError
 
 COMMANDS = ("deploy", "endpoints", "undeploy", "predict")
 
@@ -52,30 +52,10 @@ def add_parsers(sub: Any, add_cloud_target: Any, add_set: Any) -> None:
 def serving_service(args: Any) -> Any:
     """ServingService for --preset (default cloud) with --project/--region/GOOGLE_CLOUD_PROJECT."""
     from cockpit.presets import validate_preset
-    from cockpit.serving import ServingService
-
-    from cockpit.jobs import resolve_project
+    from cockpit.serving import service_for
 
     cfg = validate_preset(getattr(args, "preset", None) or "cloud", list(getattr(args, "set", None) or []))
-    return ServingService(cfg, project=resolve_project(cfg, getattr(args, "project", None)),
-                          region=getattr(args, "region", None) or cfg.cloud.region)
-
-
-def model_uri_for(target: str, service: Any) -> str:
-    """gs://... as given; a Vertex job id -> its exported model directory (the job must have SUCCEEDED)."""
-    from cockpit.serving import model_dir_of_job
-
-    if target.startswith("gs://"):
-        return target
-    from cockpit.jobs import is_local
-
-    if is_local(target):
-        raise CockpitError(f"{target} is a local run: its model is on this machine; serve it with "
-                           "python -m core.serve --model DIR, or deploy a gs:// copy", EXIT_USAGE)
-    from cockpit.vertex import VertexBackend
-
-    jobs = VertexBackend(service.cfg, project=service.project, region=service.region)
-    return model_dir_of_job(jobs.get(target))
+    return service_for(cfg, getattr(args, "project", None), getattr(args, "region", None))
 
 
 def confirm(question: str) -> bool:
@@ -89,46 +69,33 @@ def confirm(question: str) -> bool:
         return False
 
 
-def _cost(value: float | None) -> str:
-    return f"${value:,.2f}/h" if value is not None else "-"
-
-
 def cmd_deploy(args: Any) -> int:
-    from cockpit.serving import IDLE_WARNING, ensure_serving_image, serving_image_uri
-    from cockpit.image import REPO_ROOT
+    from cockpit.serving import (IDLE_WARNING, cost_per_hour, default_image, deploy_with_image,
+                                 model_uri_for)
 
     service = serving_service(args)
-    plan = service.plan(model_uri_for(args.target, service), endpoint=args.endpoint, machine_type=args.machine_type,
-                        accelerator=args.accelerator, accelerator_count=args.accelerator_count,
-                        min_replicas=args.min_replicas, max_replicas=args.max_replicas)
-    if args.image:
-        uri = args.image
-    else:
-        from cockpit.image import git_tag
-
-        uri = serving_image_uri(service.cfg, args.tag or git_tag(REPO_ROOT), service.project, service.region)
+    plan = service.plan(model_uri_for(args.target, service), endpoint=args.endpoint,
+                        machine_type=args.machine_type, accelerator=args.accelerator,
+                        accelerator_count=args.accelerator_count, min_replicas=args.min_replicas,
+                        max_replicas=args.max_replicas)
+    uri = args.image or default_image(service, args.tag)
     print(plan.cost_line())
     print(f"warning: {IDLE_WARNING}")
     if not args.yes and not confirm("deploy? [y/N] "):
         print("not deployed")
         return EXIT_CANCELLED
-    if not args.image and not args.no_build:
-        ensure_serving_image(uri, lambda line: print(line, flush=True))
-    info = service.deploy(plan, uri, lambda line: print(line, flush=True))
-    print(f"deployed to endpoint {info.id} ({info.name}): {_cost(info.hourly_cost_usd)} while deployed")
+    info = deploy_with_image(service, plan, uri, lambda line: print(line, flush=True),
+                             build=not (args.image or args.no_build))
+    print(f"deployed to endpoint {info.id} ({info.name}): {cost_per_hour(info.hourly_cost_usd)} while deployed")
     print(f"predict: psa-cockpit predict --endpoint {info.id} FRONT BACK")
     print(f"stop billing: psa-cockpit undeploy {info.id}")
     return EXIT_OK
 
 
 def endpoints_table(endpoints: list) -> str:
-    rows = [("ID", "NAME", "DEPLOYED", "MACHINE", "REPLICAS", "COST/HOUR")]
-    for e in endpoints:
-        d = e.deployed[0] if e.deployed else None
-        gpu = f" + {d.accelerator_count} x {d.accelerator_type}" if d and d.accelerator_type else ""
-        rows.append((e.id, e.name, str(len(e.deployed)), (d.machine_type + gpu) if d else "-",
-                     f"{d.min_replicas}-{d.max_replicas}" if d else "-",
-                     _cost(e.hourly_cost_usd) if e.deployed else "$0.00/h"))
+    from cockpit.serving import ENDPOINT_COLUMNS, endpoint_row
+
+    rows = [ENDPOINT_COLUMNS, *(endpoint_row(e) for e in endpoints)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -314,6 +314,69 @@ class ServingService:
         return prediction
 
 
+_SERVICES: dict[tuple, ServingService] = {}
+
+
+def service_for(cfg: Any, project: str | None = None, region: str | None = None) -> ServingService:
+    """The ServingService of the preset's project (cockpit.jobs.resolve_project) and region, kept while
+    project, region and endpoint stay the same (its GAPIC channels are reused by the TUI's refreshes)."""
+    from cockpit.jobs import resolve_project
+
+    project = resolve_project(cfg, project)
+    region = region or (cfg.cloud.region if cfg is not None else "") or "us-central1"
+    key = (project, region, clients.vertex_endpoint(cfg, region).address)
+    if key not in _SERVICES:
+        _SERVICES.clear()
+        _SERVICES[key] = ServingService(cfg, project=project, region=region)
+    return _SERVICES[key]
+
+
+def model_uri_for(target: str, service: ServingService) -> str:
+    """gs://... as given; a Vertex job id -> its exported model directory (the job must have SUCCEEDED)."""
+    from cockpit.jobs import is_local
+
+    if target.startswith("gs://"):
+        return target
+    if is_local(target):
+        raise CockpitError(f"{target} is a local run: its model is on this machine; serve it with "
+                           "python -m core.serve --model DIR, or deploy a gs:// copy", EXIT_USAGE)
+    from cockpit.vertex import VertexBackend
+
+    jobs = VertexBackend(service.cfg, project=service.project, region=service.region)
+    return model_dir_of_job(jobs.get(target))
+
+
+def default_image(service: ServingService, tag: str = "") -> str:
+    """The serving image URI for the current source tree (tag: the git commit, as for training)."""
+    from cockpit.image import REPO_ROOT, git_tag
+
+    return serving_image_uri(service.cfg, tag or git_tag(REPO_ROOT), service.project, service.region)
+
+
+def deploy_with_image(service: ServingService, plan: DeployPlan, image_uri: str, on_line: Callable[[str], None],
+                      *, build: bool = True, cancel: Any = None) -> EndpointInfo:
+    """The whole deploy after the user said yes: the serving image (built/pushed if missing), then deploy."""
+    if build:
+        ensure_serving_image(image_uri, on_line, cancel)
+    return service.deploy(plan, image_uri, on_line)
+
+
+ENDPOINT_COLUMNS = ("ID", "NAME", "DEPLOYED", "MACHINE", "REPLICAS", "COST/HOUR")
+
+
+def cost_per_hour(value: float | None) -> str:
+    return f"${value:,.2f}/h" if value is not None else "-"
+
+
+def endpoint_row(e: EndpointInfo) -> tuple[str, ...]:
+    """One endpoint as the CLI table and the TUI show it (ENDPOINT_COLUMNS)."""
+    d = e.deployed[0] if e.deployed else None
+    gpu = f" + {d.accelerator_count} x {d.accelerator_type}" if d and d.accelerator_type else ""
+    return (e.id, e.name, str(len(e.deployed)), (d.machine_type + gpu) if d else "-",
+            f"{d.min_replicas}-{d.max_replicas}" if d else "-",
+            cost_per_hour(e.hourly_cost_usd) if e.deployed else "$0.00/h")
+
+
 def model_dir_of_job(info: Any) -> str:
     """A finished Vertex job's exported model directory (core.train writes it to OUTPUT/model/)."""
     if info.state != "JOB_STATE_SUCCEEDED":

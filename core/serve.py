@@ -176,15 +176,15 @@ def create_app(grader: Grader, health_route: str = "/health", predict_route: str
         return JSONResponse({"status": "ok", "sides": grader.sides})
 
     async def predict(request: Request) -> JSONResponse:
+        cards: list = []
         try:
             body = await _read_body(request, grader.limits.max_body_bytes)
             loop = asyncio.get_running_loop()
             cards = await loop.run_in_executor(grader.decode_pool, _parse_and_decode, grader, body)
+            predictions = await asyncio.wrap_future(grader.submit(cards))
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        try:
-            predictions = await asyncio.wrap_future(grader.submit(cards))
-        except Exception as exc:
+        except Exception as exc:  # the server's or the model's fault: one line to the client and the log
             line = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.error("prediction failed (%d instances): %s", len(cards), line)
             return JSONResponse({"error": f"prediction failed: {line}"}, status_code=500)
@@ -212,8 +212,10 @@ async def _read_body(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def start_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[str, Any]:
-    """Run `app` under uvicorn on a thread (tests, benchmarks, embedding); -> (base URL, stop function)."""
+def start_background(app: Any, host: str = "127.0.0.1", port: int = 0,
+                     keep_alive_s: int = 5) -> tuple[str, Any]:
+    """Run `app` under uvicorn on a thread (tests, benchmarks, embedding); -> (base URL, stop function).
+    keep_alive_s: how long an idle client connection stays open (uvicorn's default, 5 s)."""
     import socket
 
     import uvicorn
@@ -221,7 +223,8 @@ def start_background(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                           timeout_keep_alive=keep_alive_s))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
