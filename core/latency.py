@@ -19,7 +19,7 @@ import torch
 
 from core.data import normalize_on_device
 
-BATCH1_RUNS, WARMUP_RUNS, THROUGHPUT_BATCHES = 20, 2, 2
+BATCH1_RUNS, WARMUP_RUNS, THROUGHPUT_BATCHES = 10, 1, 1
 
 
 def device_name(device: torch.device | str) -> str:

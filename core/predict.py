@@ -1,11 +1,16 @@
-"""`python -m core.predict --model DIR FRONT BACK`: grade one card from its two scans."""
+"""`python -m core.predict --model DIR FRONT BACK`: grade one card from its two scans.
+
+It also says how long that took (the whole grade: decode, resize, model; and loading the model), on
+which device, so a user can compare with the report's inference time and the Vertex guide's figure.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
-from core import storage
+from core import latency, storage
 from core.data import ImageError
 from core.export import ExportError
 from core.inference import load_model, predict_card  # the one prediction path, shared with core.serve
@@ -28,6 +33,10 @@ def format_prediction(p: dict) -> str:
     for side in ("front", "back"):
         lr, tb = p["centering"][side]
         lines.append(f"centering {side}: left/right {_ratio(lr)}, top/bottom {_ratio(tb)}")
+    if "timing" in p:
+        t = p["timing"]
+        lines.append(f"time: {t['grade_ms']:.1f} ms to grade this card (decode, resize, model) on {t['device']}; "
+                     f"model loaded in {t['load_s']:.2f} s")
     return "\n".join(lines)
 
 
@@ -39,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
     try:
+        start = time.perf_counter()
         model, config = load_model(args.model)
+        loaded = time.perf_counter()
         result = predict_card(model, config, args.front, args.back)
+        graded = time.perf_counter()
+        result["timing"] = {"grade_ms": round((graded - loaded) * 1000, 3), "load_s": round(loaded - start, 3),
+                            "device": latency.device_name(next(model.parameters()).device)}
     except (ExportError, ImageError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
