@@ -337,8 +337,8 @@ def vertex_env(tmp_path, monkeypatch, fake_vertex):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     monkeypatch.setenv("PSA_STATE_POLL_S", "0.05")
-    monkeypatch.setattr(vertex, "RETRY_INITIAL_S", 0.01)
-    monkeypatch.setattr(vertex, "RETRY_MAX_S", 0.05)
+    monkeypatch.setattr(vertex, "RETRY_INITIAL_S", 0.01, raising=False)  # raising=False: also on old code
+    monkeypatch.setattr(vertex, "RETRY_MAX_S", 0.05, raising=False)
     monkeypatch.chdir(tmp_path)
     preset = tmp_path / "mytest.toml"
     preset.write_text('extends = "cloud"\n[training]\nphase1_epochs = 1\nphase2_epochs = 1\n'
@@ -408,7 +408,7 @@ def test_losing_contact_while_following_never_looks_like_a_failed_job(vertex_env
     from cockpit.errors import EXIT_FAILED, EXIT_MONITOR
 
     fake, preset = vertex_env
-    monkeypatch.setattr(vertex, "RETRY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(vertex, "RETRY_TIMEOUT_S", 0.3, raising=False)
     backend, job = _backend_and_job(preset)
     info = backend.create(job)
     fake.get_errors = [grpc.StatusCode.UNAVAILABLE] * 10_000
