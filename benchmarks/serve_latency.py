@@ -5,7 +5,8 @@ is graded with the same front/back JPEG scans:
   - batch 1, in-process: core.inference.predict_cards (decode + letterbox + forward), median and p95;
   - batch 1, over HTTP: POST /predict to core.serve on 127.0.0.1 (base64 JSON, one keep-alive connection);
   - batch 32: cards/s, in-process and over HTTP (one request of 32 instances);
-  - the server's overhead per request: HTTP median - in-process median at batch 1 (target < 5 ms).
+  - the server's overhead per request: HTTP median - in-process median at batch 1, and, measured on its
+    own, the round trip of the same request to a server with decoding and the model taken out (target < 5 ms).
 The models are randomly initialised with the preset's architecture (seeded): latency does not depend on the
 weights, and no trained cloud model exists on a CPU-only machine. The Vertex AI guide's reference is 45-60 ms
 per card. Run it niced: `nice -n 10 .venv/bin/python benchmarks/serve_latency.py`.
@@ -114,6 +115,44 @@ def bench_preset(name: str, runs: int, batch_runs: int, batch: int) -> dict:
     }
 
 
+class _NoModelGrader(Grader):
+    """The server with decoding and the model taken out: what is left is HTTP, JSON, base64 and the
+    thread hand-offs, i.e. the server's own cost per request."""
+
+    def decode_card(self, i: int, card: dict) -> dict:
+        return {}
+
+    def _run(self, batch: list) -> None:
+        for tensors, fut in batch:
+            fut.set_result([{"grade": 1}] * len(tensors))
+
+
+def bench_overhead(runs: int) -> dict:
+    """Round trip of the same batch-1 request (the two scans, base64) to a server without decode/model."""
+    cfg = load_preset("local")
+    torch.manual_seed(0)
+    model = DualBranchGrader(backbone=cfg.model.backbone)
+    grader = _NoModelGrader(model, {"image_size": list(cfg.data.image_size), "sides": ["front", "back"]})
+    body = json.dumps({"instances": [{s: {"b64": base64.b64encode(scan_jpeg(i)).decode()}
+                                      for i, s in enumerate(("front", "back"))}]})
+    url, stop = start_background(create_app(grader), keep_alive_s=3600)
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def post() -> None:
+        conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+
+    try:
+        times, _ = timed_pair(post, lambda: None, runs, 5)
+    finally:
+        conn.close()
+        stop()
+        grader.close()
+    return {"median_ms": statistics.median(times) * 1000, "p95_ms": percentile(times, 0.95) * 1000,
+            "request_kb": len(body) / 1024, "runs": runs}
+
+
 def table(rows: list[dict]) -> str:
     head = ("| preset (random init) | backbone @ input | in-process b1 median / p95 ms | HTTP b1 median / p95 ms "
             "| server overhead ms | cards/s b32 in-process | cards/s b32 HTTP |")
@@ -127,7 +166,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--presets", default="local,cloud", help="comma-separated preset names (default local,cloud)")
+    p.add_argument("--presets", default="local,cloud",
+                   help="comma-separated preset names (default local,cloud; empty: only the overhead)")
     p.add_argument("--runs", type=int, default=30, help="timed batch-1 requests per preset")
     p.add_argument("--batch", type=int, default=32, help="cards per throughput batch")
     p.add_argument("--batch-runs", type=int, default=3, help="timed batches per preset")
@@ -140,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
           f"JPEG; models randomly initialised with each preset's architecture", flush=True)
     rows = [bench_preset(name, runs, batch_runs, batch) for name in presets]
     print(table(rows))
+    over = bench_overhead(10 if a.quick else max(a.runs, 50))
+    print(f"server overhead per request without decode and model (HTTP + JSON + base64 + hand-offs, "
+          f"{over['request_kb']:.0f} KiB request): median {over['median_ms']:.2f} ms, p95 {over['p95_ms']:.2f} ms "
+          f"(target < 5 ms)")
     if a.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"presets": rows, "overhead": over}, indent=2))
     return 0
 
 
