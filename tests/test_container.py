@@ -225,6 +225,16 @@ def _image_copy_sources() -> list[str]:
     return sources
 
 
+def _copy_image_files(app: Path) -> None:
+    """What the image holds (its COPY sources), copied with their modes into `app`."""
+    for name in _image_copy_sources():
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, app / name)
+
+
 @pytest.fixture(scope="module")
 def vertex_like_run(tmp_path_factory):
     """The entrypoint run as Vertex AI runs it: only what the image copies, in its own working dir, with
@@ -236,12 +246,7 @@ def vertex_like_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vertex-like")
     app = tmp / "app"
     app.mkdir()
-    for name in _image_copy_sources():
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, app / name)
+    _copy_image_files(app)
     base = tmp / "gcs" / "psa-runs" / "job"
     env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_SPEC", "PYTHONPATH")}
     env.update(HOME=str(tmp / "home"), PYTHONUNBUFFERED="1", CLOUD_ML_JOB_ID="1234",
@@ -341,12 +346,7 @@ def test_entrypoint_runs_as_the_runtime_user_on_a_preset_the_cockpit_saved():
         top.chmod(0o755)
         app = top / "app"
         app.mkdir()
-        for name in _image_copy_sources():
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(src, app / name)
+        _copy_image_files(app)
         doc = PresetDocument.load(app / "presets" / "smoke.toml")
         doc.set("training", "phase2_epochs", 1)
         doc.save()
@@ -423,12 +423,7 @@ def test_serve_entrypoint_answers_health_and_predict_as_vertex_calls_it(tmp_path
 
     app = tmp_path / "app"
     app.mkdir()
-    for name in _image_copy_sources():
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, app / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, app / name)
+    _copy_image_files(app)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HOME=str(tmp_path / "home"), AIP_HTTP_PORT=str(port), AIP_STORAGE_URI=tiny_model_dir,
