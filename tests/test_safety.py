@@ -200,6 +200,23 @@ def test_generator_writes_its_marker_and_may_regenerate_its_own_folder(tmp_path)
     assert len(list((tmp_path / "syn" / "img").glob("*_front.jpg"))) == 50
 
 
+def test_generator_adopts_a_set_it_made_before_the_marker_existed(tmp_path):
+    from core.synth import generate
+    from core.synth.dataset import MARKER_NAME
+
+    generate(tmp_path / "syn", 40, 0, size=(40, 56))
+    (tmp_path / "syn" / MARKER_NAME).unlink()          # as left by the generator before issue 12
+    generate(tmp_path / "syn", 50, 1, size=(40, 56))
+    assert (tmp_path / "syn" / MARKER_NAME).is_file()
+    (tmp_path / "syn" / MARKER_NAME).unlink()
+    (tmp_path / "syn" / "img" / "my_scan.jpg").write_bytes(b"not the generator's")
+    from core.synth import SynthError
+
+    with pytest.raises(SynthError):                    # anything else in it: refused as before
+        generate(tmp_path / "syn", 40, 0, size=(40, 56))
+    assert (tmp_path / "syn" / "img" / "my_scan.jpg").read_bytes() == b"not the generator's"
+
+
 def test_train_with_a_typo_in_splits_exits_2_and_keeps_the_real_cards(tmp_path):
     files = _real_cards(tmp_path / "cards")
     result = subprocess.run(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,13 +130,30 @@ def claim_folder(out: Path) -> None:
         raise SynthError(f"out_dir {out}: is a file, not a folder for the synthetic card set")
     if not marker.is_file():
         present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-        if present:
+        if present and not _made_before_the_marker(out):
             shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
             raise SynthError(f"out_dir {out}: not empty ({shown}) and not made by the synthetic generator; "
                              f"refusing to write there (point data.splits at an empty folder, or set "
                              f"data.synthetic = false to train on your own cards)")
     out.mkdir(parents=True, exist_ok=True)
     storage.write_text_atomic(marker, MARKER_TEXT)
+
+
+_CARD_FILE = re.compile(r"^c\d+_(front|back)\.jpg$")
+
+
+def _made_before_the_marker(out: Path) -> bool:
+    """A set this generator wrote before it left a marker: only splits.json (with its "synthetic" block)
+    and img/cNNNN_{front,back}.jpg, nothing else. Adopting it overwrites only the generator's own files."""
+    if {p.name for p in out.iterdir()} - {"splits.json", "img"}:
+        return False
+    try:
+        made = json.loads((out / "splits.json").read_text(encoding="utf-8")).get("synthetic")
+    except (OSError, ValueError, AttributeError):
+        return False
+    img = out / "img"
+    return isinstance(made, dict) and (not img.exists() or (img.is_dir() and all(
+        p.is_file() and _CARD_FILE.match(p.name) for p in img.iterdir())))
 
 
 def grade_histogram(splits_path) -> dict[int, int]:
