@@ -7,6 +7,7 @@ the catalog's machine/GPU rules, so the headless CLI and the TUI show the same o
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -157,7 +158,8 @@ class PresetDocument:
             return self.effective_dict().get("description", "")
         spec = self._spec(section, key)
         values = self.effective_dict().get(section, {})
-        return values[key] if isinstance(values, dict) and key in values else spec.default
+        # A copy: the schema is built once and shared, so a caller changing a list default must not change it.
+        return values[key] if isinstance(values, dict) and key in values else copy.deepcopy(spec.default)
 
     def is_set_here(self, section: str, key: str) -> bool:
         """Whether this file states the key itself (False: inherited or default)."""

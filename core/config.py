@@ -8,6 +8,7 @@ the README reference and the cockpit's form all read this one table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import difflib
 import math
 import os
@@ -196,22 +197,29 @@ class FieldSpec:
 
 def schema() -> list[FieldSpec]:
     """Every preset key, in declaration order: for docs, forms and validation."""
-    specs = []
+    return list(_schema_by_key().values())
+
+
+@functools.cache
+def _schema_by_key() -> dict[tuple[str, str], FieldSpec]:
+    # Built once: get_type_hints is slow (milliseconds per call), and the cockpit's form asks for a
+    # spec per row, so rebuilding it per lookup cost a visible part of the cockpit's start-up.
+    specs = {}
     for section, cls in SECTIONS.items():
         hints = get_type_hints(cls)
         default_obj = cls()
         for f in dataclasses.fields(cls):
-            specs.append(FieldSpec(section, f.name, hints[f.name], getattr(default_obj, f.name),
-                                   f.metadata["help"], f.metadata["choices"], f.metadata["min"],
-                                   f.metadata["max"]))
+            specs[(section, f.name)] = FieldSpec(section, f.name, hints[f.name], getattr(default_obj, f.name),
+                                                 f.metadata["help"], f.metadata["choices"], f.metadata["min"],
+                                                 f.metadata["max"])
     return specs
 
 
 def field_spec(section: str, key: str) -> FieldSpec:
-    for spec in schema():
-        if spec.section == section and spec.key == key:
-            return spec
-    raise ConfigError(f"unknown key '{section}.{key}'{_did_you_mean(key, _keys_of(section))}")
+    spec = _schema_by_key().get((section, key))
+    if spec is None:
+        raise ConfigError(f"unknown key '{section}.{key}'{_did_you_mean(key, _keys_of(section))}")
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -211,9 +211,11 @@ SCENES = {"presets": ("presets/local.toml", scene_presets), "cost": ("presets/cl
 class FrozenJobsApp(CockpitApp):
     """No background job polling: the Jobs table shows exactly what the scene puts there."""
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.jobs_section.refresh_jobs = lambda: None  # type: ignore[method-assign]
+    def build_section(self, section_id: str):
+        section = super().build_section(section_id)
+        if section_id == "jobs":  # built the first time Jobs is shown
+            section.refresh_jobs = lambda: None  # type: ignore[attr-defined]
+        return section
 
 
 class SnapshotApp(FrozenJobsApp):

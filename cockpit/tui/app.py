@@ -9,14 +9,16 @@ inside those workers; a failed worker becomes an error dialog with the engine's 
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, cast
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -25,18 +27,29 @@ from cockpit.errors import EXIT_USAGE, CockpitError
 from cockpit.presets import PresetDocument
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen, SubmitDialog
-from cockpit.tui.logview import LogView
-from cockpit.tui.sections import Section
-from cockpit.tui.sections.build import BuildSection
-from cockpit.tui.sections.cost import CostPanel, CostSection, EstimateResult
-from cockpit.tui.sections.jobs import JobsSection
+from cockpit.tui.estimate_panel import CostPanel, EstimateResult
 from cockpit.tui.paths import short_paths, show_path
+from cockpit.tui.sections import Section
 from cockpit.tui.sections.presets import PresetsSection
-from cockpit.tui.sections.run import RunSection
 
 SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("presets", "Presets", "f2", "1"), ("cost", "Cost", "f3", "2"), ("build", "Build", "f4", "3"),
     ("jobs", "Jobs", "f5", "4"), ("run", "Run/Logs", "f6", "5"))
+# Where each section's class lives. Only the first one (Presets) is imported and built at start-up; every
+# other one is imported and built the first time it is shown (`ensure_section`), so the first paint pays
+# for one section's widgets and imports (no DataTable, plots, plotext...). A new section adds a line here
+# and one to SECTIONS; it reads what it shows from the app in its on_mount.
+SECTION_CLASSES: dict[str, str] = {
+    "presets": "cockpit.tui.sections.presets:PresetsSection", "cost": "cockpit.tui.sections.cost:CostSection",
+    "build": "cockpit.tui.sections.build:BuildSection", "jobs": "cockpit.tui.sections.jobs:JobsSection",
+    "run": "cockpit.tui.sections.run:RunSection",
+}
+FIRST_SECTION = "presets"
+
+
+def section_class(section_id: str) -> type[Section]:
+    module, _, name = SECTION_CLASSES[section_id].partition(":")
+    return cast("type[Section]", getattr(importlib.import_module(module), name))
 ESTIMATE_DEBOUNCE_S = 0.25
 
 
@@ -87,21 +100,16 @@ class CockpitApp(App):
         self.submitting = False         # a submit is between F7 and its job (or its failure)
         self.submitted: Any = None      # the JobInfo of the last job this app submitted
         self.pulled: Path | None = None  # where the last pull put a model
+        self._mounting: dict[str, Any] = {}  # section id -> its pending mount (first show)
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        with TabbedContent(initial="presets", id="sections"):
-            with TabPane(f"1 Presets", id="presets"):
-                yield PresetsSection(id="presets-section")
-            with TabPane("2 Cost", id="cost"):
-                yield CostSection(id="cost-section")
-            with TabPane("3 Build", id="build"):
-                yield BuildSection(id="build-section")
-            with TabPane("4 Jobs", id="jobs"):
-                yield JobsSection(id="jobs-section")
-            with TabPane("5 Run/Logs", id="run"):
-                yield RunSection(id="run-section")
+        with TabbedContent(initial=FIRST_SECTION, id="sections"):
+            for sid, title, _, digit in SECTIONS:
+                with TabPane(f"{digit} {title}", id=sid):
+                    if sid == FIRST_SECTION:
+                        yield self.build_section(sid)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -111,58 +119,79 @@ class CockpitApp(App):
 
     # -- sections ----------------------------------------------------------------------------------------
 
+    def build_section(self, section_id: str) -> Section:
+        """A new widget for the section (tests and subclasses may adjust it here)."""
+        return section_class(section_id)(id=f"{section_id}-section")
+
+    def section(self, section_id: str) -> Section | None:
+        """The section's widget, or None while it has not been shown yet."""
+        try:
+            return self.query_one(f"#{section_id}-section", Section)
+        except NoMatches:
+            return None
+
+    async def ensure_section(self, section_id: str) -> Section:
+        """The section's widget, built and mounted (with its children) the first time it is needed."""
+        section = self.section(section_id)
+        if section is None:
+            section = self.build_section(section_id)
+            self._mounting[section_id] = self.query_one(f"#{section_id}", TabPane).mount(section)
+        pending = self._mounting.get(section_id)
+        if pending is not None:
+            await pending
+            self._mounting.pop(section_id, None)
+        return section
+
     @property
     def presets_section(self) -> PresetsSection:
         return self.query_one(PresetsSection)
 
     @property
-    def run_section(self) -> RunSection:
-        return self.query_one(RunSection)
+    def run_section(self) -> Any:
+        """The Run/Logs section (cockpit.tui.sections.run.RunSection), once shown."""
+        return self.query_one("#run-section", Section)
 
     @property
-    def jobs_section(self) -> JobsSection:
-        return self.query_one(JobsSection)
+    def jobs_section(self) -> Any:
+        """The Jobs section (cockpit.tui.sections.jobs.JobsSection), once shown."""
+        return self.query_one("#jobs-section", Section)
 
     @property
     def active_section(self) -> str:
         return self.query_one("#sections", TabbedContent).active
 
     def sections(self) -> list[Section]:
+        """The sections built so far."""
         return list(self.query(Section).results(Section))
 
     def section_titles(self) -> list[tuple[str, str]]:
         return [(sid, title) for sid, title, _, _ in SECTIONS]
 
     def active_section_widget(self) -> Section | None:
-        for section in self.sections():
-            if section.SECTION_ID == self.active_section:
-                return section
-        return None
+        return self.section(self.active_section)
 
-    def action_section(self, section_id: str) -> None:
-        self.query_one("#sections", TabbedContent).active = section_id
-        self._section_shown(section_id)
+    async def action_section(self, section_id: str) -> None:
+        tabs = self.query_one("#sections", TabbedContent)
+        section = await self.ensure_section(section_id)  # built before its tab shows: never an empty tab
+        if tabs.active != section_id:
+            tabs.active = section_id  # TabActivated follows: on_tabbed_content_tab_activated calls shown()
+        else:
+            section.shown()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self._section_shown(event.pane.id or "")
+    async def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # Also reached by a click on a tab, which may be the section's first show.
+        (await self.ensure_section(event.pane.id or "")).shown()
 
-    def _section_shown(self, section_id: str) -> None:
-        if section_id == "jobs":
-            self.jobs_section.refresh_jobs()
-            self.jobs_section.table.focus()
-        elif section_id == "build":
-            self.query_one(BuildSection).show_target()
-            self.query_one("#build-log", LogView).log.focus()
-        elif section_id == "cost":
-            self.query_one("#cost-table").focus()
-        elif section_id == "presets":
-            self.presets_section.form.focus()
-        elif section_id == "run":
-            self.run_section.log_view.log.focus()
+    async def with_section(self, section_id: str, then: Callable[[Any], None]) -> None:
+        """Show the section (built if needed), then call `then(section)`."""
+        await self.action_section(section_id)
+        then(self.section(section_id))
 
-    async def goto_and_run(self, section: Section, action: str) -> None:
-        self.action_section(section.SECTION_ID)
-        await section.run_action(action)
+    async def goto_and_run(self, section_id: str, action: str) -> None:
+        await self.action_section(section_id)
+        section = self.section(section_id)
+        if section is not None:
+            await section.run_action(action)
 
     # -- the preset --------------------------------------------------------------------------------------
 
@@ -187,8 +216,9 @@ class CockpitApp(App):
         except CockpitError as exc:
             self.cfg, self.validation_error = None, exc.message
         self.presets_section.show_validation(self.validation_error)
-        if self.active_section == "build":
-            self.query_one(BuildSection).show_target()
+        build = self.section("build")
+        if build is not None and self.active_section == "build":
+            build.show_target()  # type: ignore[attr-defined]
 
     def schedule_estimate(self, delay: float = ESTIMATE_DEBOUNCE_S) -> None:
         """Estimate once typing pauses for `delay` seconds (each keystroke restarts the wait)."""
@@ -215,21 +245,25 @@ class CockpitApp(App):
         result.error = short_paths(result.error)
         self.estimate_result = result
         self.query_one("#preset-cost", CostPanel).show(result)
+        cost = self.section("cost")
+        if cost is not None:  # else it shows self.estimate_result when first built
+            cost.show(result, self.estimate_target())  # type: ignore[attr-defined]
+
+    def estimate_target(self) -> tuple[str, str, int] | None:
+        """(machine, accelerator, count) of the preset, to mark its row in the Cost table."""
         c = self.cfg.cloud if self.cfg is not None else None
-        current = (c.machine_type, c.accelerator_type, c.accelerator_count) if c else None
-        self.query_one(CostSection).show(result, current)
+        return (c.machine_type, c.accelerator_type, c.accelerator_count) if c else None
 
     # -- jobs --------------------------------------------------------------------------------------------
 
-    def open_job(self, info: Any) -> None:
+    async def open_job(self, info: Any) -> None:
         """Show a job (local or Vertex) in Run/Logs and follow it."""
         try:
             backend = self.backends.for_job(info.id, self.cfg)
         except CockpitError as exc:
             self.show_error(exc.message)
             return
-        self.action_section("run")
-        self.run_section.follow(backend, info)
+        await self.with_section("run", lambda run: run.follow(backend, info))
 
     def pull(self, info: Any) -> None:
         """Download a succeeded job's model to models/<job id> (Jobs and Run/Logs: p)."""
@@ -286,24 +320,24 @@ class CockpitApp(App):
         splits = plan.cfg.data.splits
         can_upload = not storage.is_gcs(splits) and Path(splits).is_file()
 
-        def answered(answer: Any) -> None:
+        async def answered(answer: Any) -> None:
             if answer is None:
                 self._submit_over()
                 return
             if self.doc.dirty:  # the job runs the preset file baked into the image: save it first
                 self.doc.save()
                 self.presets_section.show_dirty()
-            cancel = self.query_one(BuildSection).begin()
-            self.action_section("build")
-            self._launch(plan, answer.upload, cancel)
+            build = await self.ensure_section("build")
+            cancel = build.begin()  # type: ignore[attr-defined]
+            await self.action_section("build")
+            self._launch(plan, answer.upload, cancel, build)
 
         self.push_screen(SubmitDialog(plan.summary(), plan.warnings, can_upload, self.doc.dirty), answered)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="submit")
-    def _launch(self, plan: Any, upload: bool, cancel: Any) -> None:
+    def _launch(self, plan: Any, upload: bool, cancel: Any, build: Any) -> None:
         from cockpit.submit import launch, plan_submit
 
-        build = self.query_one(BuildSection)
         try:
             if upload and plan.upload is None:  # the job reads the uploaded copy: plan it again with it
                 plan = plan_submit(plan.cfg, catalog=self.catalog, tag=plan.tag, display_name=plan.display_name,
@@ -317,14 +351,13 @@ class CockpitApp(App):
                 raise
             return
         build.finish_from_thread(None)
-        self.submitted = info
         self.call_from_thread(self._submitted, backend, info)
 
-    def _submitted(self, backend: Any, info: Any) -> None:
+    async def _submitted(self, backend: Any, info: Any) -> None:
         self._submit_over()
         self.notify(f"submitted {info.name} ({info.id}); following it here", timeout=6)
-        self.action_section("run")
-        self.run_section.follow(backend, info)
+        await self.with_section("run", lambda run: run.follow(backend, info))
+        self.submitted = info  # set once Run/Logs follows it (that section is built on first show)
 
     def _submit_over(self) -> None:
         self.submitting = False
@@ -356,8 +389,11 @@ class CockpitApp(App):
                     rows.append((where, keys, b.description or b.action, b.tooltip))
 
         add("anywhere", self.BINDINGS)
-        for section in (PresetsSection, CostSection, BuildSection, JobsSection, RunSection):
+        for sid, _, _, _ in SECTIONS:
+            section = section_class(sid)
             add(section.TITLE, section.BINDINGS)
+        from cockpit.tui.logview import LogView
+
         add("log views", LogView.BINDINGS)
         add("dialogs", ConfirmDialog.BINDINGS)
         add("submit dialog", SubmitDialog.BINDINGS)
@@ -371,7 +407,8 @@ class CockpitApp(App):
 
     def action_quit_cockpit(self) -> None:
         reasons = []
-        run = self.run_section.active_local_run
+        section = self.section("run")
+        run = section.active_local_run if section is not None else None  # type: ignore[attr-defined]
         if run is not None:
             reasons.append(f"the local run {run.id} is still training (it keeps running after you quit; "
                            f"`psa-cockpit jobs` lists it)")

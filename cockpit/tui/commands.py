@@ -21,11 +21,14 @@ class CockpitCommands(Provider):
         for section_id, title in app.section_titles():
             yield (f"Go to {title}", f"Show the {title} section",
                    partial(app.call_later, app.run_action, f"section('{section_id}')"))
-        for section in app.sections():
-            if section is current:
+        from cockpit.tui.app import section_class
+
+        for section_id, _ in app.section_titles():  # sections not shown yet are listed too
+            section = section_class(section_id)
+            if current is not None and section_id == current.SECTION_ID:
                 continue
             for title, help_text, action in section.PALETTE:
-                yield (f"{section.TITLE}: {title}", help_text, partial(app.goto_and_run, section, action))
+                yield (f"{section.TITLE}: {title}", help_text, partial(app.goto_and_run, section_id, action))
         yield ("Submit to Vertex AI", "Validate, confirm, build and push if needed, create the job and follow it (F7)",
                partial(app.call_later, app.action_submit_vertex))
         yield "Help: list every key", "Show the key bindings (F1)", partial(app.call_later, app.action_help)

@@ -11,11 +11,18 @@ if TYPE_CHECKING:
 
 
 class Section(Container):
-    """A tab's content. `PALETTE` lists (title, help, action) for the command palette."""
+    """A tab's content. `PALETTE` lists (title, help, action) for the command palette.
+
+    Only the first section is built at start-up; the app builds each other one the first time it is shown
+    (cockpit.tui.app.SECTION_CLASSES), so a section reads what it shows from the app when it mounts."""
 
     SECTION_ID: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
     PALETTE: ClassVar[list[tuple[str, str, str]]] = []
+
+    def shown(self) -> None:
+        """Called each time the section comes on screen (it is built the first time): focus its main
+        widget, refresh what may be stale."""
 
     @property
     def cockpit(self) -> CockpitApp:

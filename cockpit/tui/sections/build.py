@@ -51,6 +51,11 @@ class BuildSection(Section):
     def on_mount(self) -> None:
         self.set_interval(DRAIN_EVERY_S, self._drain)
         self.set_interval(0.5, self._show_state)
+        self.show_target()
+
+    def shown(self) -> None:
+        self.show_target()
+        self.query_one("#build-log", LogView).log.focus()
 
     def show_target(self) -> None:
         """The image the build would produce (the tag is the git SHA, taken when the build starts)."""

@@ -81,6 +81,10 @@ class JobsSection(Section):
     def on_mount(self) -> None:
         self.set_interval(REFRESH_S, self._tick)
 
+    def shown(self) -> None:
+        self.refresh_jobs()
+        self.table.focus()
+
     def _tick(self) -> None:
         if self.cockpit.active_section == self.SECTION_ID:
             self.refresh_jobs()
@@ -146,14 +150,14 @@ class JobsSection(Section):
     def action_refresh(self) -> None:
         self.refresh_jobs()
 
-    def action_open(self) -> None:
+    async def action_open(self) -> None:
         info = self.selected()
         if info is not None:
-            self.cockpit.open_job(info)
+            await self.cockpit.open_job(info)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.action_open()
+        await self.action_open()
 
     def action_cancel_job(self) -> None:
         info = self.selected()

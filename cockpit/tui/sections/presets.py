@@ -11,10 +11,10 @@ from textual.widgets import Label, Select, Static
 
 from cockpit.errors import CockpitError
 from cockpit.tui.dialogs import ConfirmDialog, PromptDialog
+from cockpit.tui.estimate_panel import CostPanel
 from cockpit.tui.form import PresetForm
 from cockpit.tui.paths import short_paths, show_path
 from cockpit.tui.sections import Section
-from cockpit.tui.sections.cost import CostPanel
 
 
 def preset_files(current: Path | None) -> list[Path]:
@@ -54,6 +54,9 @@ class PresetsSection(Section):
                 yield CostPanel("estimating...", id="preset-cost")
                 yield Label("validation", classes="panel-title")
                 yield Static("", id="preset-status", markup=False)
+
+    def shown(self) -> None:
+        self.form.focus()
 
     @property
     def form(self) -> PresetForm:

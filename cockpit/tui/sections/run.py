@@ -63,6 +63,9 @@ class RunSection(Section):
         self.set_interval(DRAIN_EVERY_S, self._drain)
         self.set_interval(1.0, self.show_status)
 
+    def shown(self) -> None:
+        self.log_view.log.focus()
+
     def on_unmount(self) -> None:
         # The tail runs in a thread that only a stop event ends: without this, quitting while a job is
         # still running would leave the process waiting for that thread.

@@ -1,0 +1,67 @@
+"""What the cockpit's start-up imports: the first screen (Presets) must not pay for the Google client
+libraries, torch, plotting or the other sections (they load when a section or a submit needs them).
+
+Checked in a fresh interpreter (subprocess), since this test process has imported them all already.
+Speed itself is measured by benchmarks/tui_bench.py, not asserted here.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Modules (and their submodules) the first screen must not import.
+HEAVY = ("torch", "torchvision", "numpy", "PIL", "grpc", "google.cloud.aiplatform", "google.cloud.aiplatform_v1",
+         "google.cloud.logging", "google.cloud.logging_v2", "google.cloud.storage", "google.api_core",
+         "google.auth", "plotext", "textual_plotext")
+LATER_SECTIONS = ("cockpit.tui.sections.cost", "cockpit.tui.sections.build", "cockpit.tui.sections.jobs",
+                  "cockpit.tui.sections.run", "cockpit.tui.plots", "cockpit.vertex", "cockpit.logs")
+
+CHILD = r"""
+import asyncio, json, sys
+
+def loaded():
+    return sorted(sys.modules)
+
+from cockpit.tui.app import CockpitApp
+after_import = loaded()
+
+async def main():
+    app = CockpitApp("presets/local.toml", runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        while not app.presets_section.form.ready:
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()  # the first estimate runs in a worker: count it too
+        await pilot.pause()
+        first_screen = loaded()
+        await pilot.press("f6")
+        await pilot.pause()
+        shown = app.active_section, type(app.active_section_widget()).__name__
+    print(json.dumps({"import": after_import, "first_screen": first_screen, "run_shown": shown,
+                      "after_run": loaded()}))
+
+asyncio.run(main())
+"""
+
+
+def heavy_in(modules: list[str], names=HEAVY) -> list[str]:
+    return [m for m in modules if any(m == n or m.startswith(n + ".") for n in names)]
+
+
+def test_first_screen_imports_no_cloud_sdk_torch_or_later_sections(tmp_path):
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", CHILD], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert heavy_in(seen["import"]) == []
+    assert heavy_in(seen["first_screen"]) == []
+    assert heavy_in(seen["first_screen"], LATER_SECTIONS) == []
+    # ...and a section is imported and built the first time it is shown.
+    assert seen["run_shown"] == ["run", "RunSection"]
+    assert "cockpit.tui.sections.run" in seen["after_run"] and "textual_plotext" in seen["after_run"]
