@@ -44,6 +44,10 @@ RUN chmod -R a+rX,go-w pyproject.toml README.md core presets \
     && python -m pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info \
     && python -c "import core.train"
+# ImageNet weights for the cloud preset's backbone (model.weights = "imagenet"), fetched now: the build
+# machine has the internet, a training job must not depend on it. TORCH_HOME is where torch looks.
+ENV TORCH_HOME=/opt/torch
+RUN python -m core.weights resnet50 && chmod -R a+rX /opt/torch
 
 # ---- serve: the `serve` extra (pinned) on top of the same code; Vertex AI sets AIP_HTTP_PORT,
 # AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE and AIP_STORAGE_URI (the Model's artifacts), which core.serve reads.

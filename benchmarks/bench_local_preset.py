@@ -2,11 +2,15 @@
 
 Runs `python -m core.train --preset local --log-format json` (plus any --set overrides) in a subprocess,
 reads its metric lines (docs/design.md §4) and prints one table: wall time, median samples/s of the epochs
-per phase, test QWK, MAE, exact and within-one accuracy. The real preset takes about 15 minutes on a
-2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check the plumbing.
+per phase, test QWK, MAE, exact and within-one accuracy, the same on a synthetic set generated with
+another seed (cards the preset was never tuned on; the gap between the two), the largest epoch-to-epoch
+fall of val QWK once it passed 0.5, and each criterion's sub-grade accuracy. The real preset takes about
+15 minutes on a 2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check
+the plumbing. `--ablation` runs the preset and one variant per part (no crops, no criterion heads, lower
+and higher resolution) and prints one row each.
 
 Usage: python benchmarks/bench_local_preset.py [--preset local] [--set section.key=value ...] [--quick]
-                                               [--output-dir DIR] [--keep]
+                                               [--other-seed N] [--ablation] [--output-dir DIR] [--keep]
 """
 from __future__ import annotations
 
@@ -29,7 +33,11 @@ QUICK_OVERRIDES = [
     f"data.splits={QUICK_DIR}/splits.json", "data.synthetic_n=40", "data.synthetic_size=[80,112]",
     "data.image_size=[48,64]", f"data.cache_dir={QUICK_DIR}/cache", "training.batch_size=8",
     "training.phase1_epochs=1", "training.phase2_epochs=1", "training.max_steps_per_epoch=2",
+    "data.crop_size=16", "data.crop_fraction=0.2",
 ]
+# What each part of the preset buys: one variant per part, everything else as the preset says.
+ABLATION = {"preset": [], "no crops": ["data.crop_size=0"], "no criterion heads": ["model.criteria=false"],
+            "72x96 card view": ["data.image_size=[72,96]"], "128x176 card view": ["data.image_size=[128,176]"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a tiny run of the preset (seconds, not minutes)")
     p.add_argument("--output-dir", default="", help="run directory (default: a temporary one, removed after)")
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
+    p.add_argument("--other-seed", type=int, default=7, help="seed of the unseen synthetic set (default %(default)s)")
+    p.add_argument("--other-n", type=int, default=500, help="cards in it (default %(default)s: 480 scored)")
+    p.add_argument("--ablation", action="store_true", help="run the preset and one variant per part")
     return p.parse_args(argv)
 
 
@@ -64,7 +75,10 @@ def summarise(events: list[dict], wall_s: float) -> dict:
         rates = [e["samples_per_s"] for e in epochs if e.get("phase") == phase and e.get("samples_per_s")]
         if rates:
             per_phase[phase] = statistics.median(rates)
+    val = [e["val_qwk"] for e in epochs if e.get("val_qwk") is not None]
+    drops = [a - b for i, (a, b) in enumerate(zip(val, val[1:])) if max(val[:i + 1]) >= 0.5]
     return {"wall_s": wall_s, "epochs": len(epochs), "samples_per_s": per_phase,
+            "max_val_drop": max(drops, default=0.0), "criteria": done.get("criteria") or {},
             "train_s": sum(e.get("epoch_time_s") or 0.0 for e in epochs),
             "data_s": sum(e.get("data_time_s") or 0.0 for e in epochs),
             "test_qwk": done.get("test_qwk"), "test_mae": done.get("test_mae"),
@@ -84,19 +98,44 @@ def run(preset: str, overrides: list[str], output_dir: str) -> tuple[int, dict, 
     return proc.returncode, summarise(parse_events(proc.stdout), wall), proc.stderr
 
 
+def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: int, n: int, work: str) -> dict:
+    """The exported model's report on `n` fresh synthetic cards (seed `seed`, the preset's scan size), all
+    but a few of them in the scored split."""
+    from core.config import load_preset
+    from core.evaluate import evaluate
+    from core.synth import generate
+
+    d = load_preset(preset, overrides).data
+    splits = generate(os.path.join(work, f"other-seed-{seed}"), n, seed, size=tuple(d.synthetic_size),
+                      val_frac=0.01, test_frac=0.96)
+    return evaluate(model_dir, None, str(splits), "test")
+
+
 def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def report(preset: str, overrides: list[str], r: dict) -> str:
-    sps = r["samples_per_s"]
-    row = [preset, f"{r['wall_s']:.0f}", str(r["epochs"]), _f(sps.get(1), ".1f"), _f(sps.get(2), ".1f"),
-           f"{r['data_s']:.1f} / {r['train_s']:.1f}", _f(r["test_qwk"], ".4f"), _f(r["test_mae"], ".3f"),
-           _f(r["test_acc"], ".3f"), _f(r["test_within_one"], ".3f")]
-    headers = ["preset", "wall s", "epochs", "samples/s ph1", "samples/s ph2", "data s / train s", "test QWK",
-               "MAE", "exact", "within one"]
-    return "\n".join([f"overrides: {' '.join(overrides) or '(none)'}; load average {os.getloadavg()[0]:.2f}",
-                      format_table(headers, [row])])
+def row_of(name: str, r: dict) -> list[str]:
+    sps, o = r["samples_per_s"], r.get("other") or {}
+    gap = r["test_qwk"] - o["qwk"] if o and r["test_qwk"] is not None else None
+    return [name, f"{r['wall_s']:.0f}", str(r["epochs"]), _f(sps.get(1), ".1f"), _f(sps.get(2), ".1f"),
+            f"{r['data_s']:.1f} / {r['train_s']:.1f}", _f(r["test_qwk"], ".4f"), _f(r["test_mae"], ".3f"),
+            _f(r["test_acc"], ".3f"), _f(r["test_within_one"], ".3f"), _f(o.get("qwk"), ".4f"),
+            _f(o.get("within_one"), ".3f"), _f(gap, "+.4f"), _f(r["max_val_drop"], ".3f")]
+
+
+HEADERS = ["preset", "wall s", "epochs", "samples/s ph1", "samples/s ph2", "data s / train s", "test QWK", "MAE",
+           "exact", "within one", "other-seed QWK", "other within one", "QWK gap", "max val drop"]
+
+
+def report(preset: str, overrides: list[str], r: dict, rows: list[list[str]] | None = None) -> str:
+    lines = [f"overrides: {' '.join(overrides) or '(none)'}; load average {os.getloadavg()[0]:.2f}",
+             format_table(HEADERS, rows or [row_of(preset, r)])]
+    if r.get("criteria"):
+        crit = [[name, f"{c['accuracy']:.3f}", f"{c['within_one']:.3f}", f"{c['mae']:.3f}", str(c["n"])]
+                for name, c in r["criteria"].items()]
+        lines += ["", format_table(["criterion (test)", "exact", "within one", "MAE", "n"], crit)]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,18 +149,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_local_preset: {exc}", file=sys.stderr)
         return 2
     out = a.output_dir or tempfile.mkdtemp(prefix="psa-bench-local-")
+    variants = ABLATION if a.ablation else {a.preset: []}
+    rows, summary = [], {}
     try:
-        code, summary, stderr = run(a.preset, overrides, out)
+        for name, extra in variants.items():
+            run_dir = os.path.join(out, name.replace(" ", "-"))
+            code, result, stderr = run(a.preset, overrides + extra, run_dir)
+            if code != 0:
+                last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+                print(f"bench_local_preset: the trainer failed (exit {code}): {last}", file=sys.stderr)
+                return code
+            if a.other_n:
+                result["other"] = other_seed_report(os.path.join(run_dir, "model"), a.preset, overrides + extra,
+                                                    a.other_seed, a.other_n if not a.quick else 60, out)
+            rows.append(row_of(name, result))
+            summary = summary or result
     finally:
         if not a.output_dir and not a.keep:
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)
-    if code != 0:
-        last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
-        print(f"bench_local_preset: the trainer failed (exit {code}): {last}", file=sys.stderr)
-        return code
-    print(report(a.preset, overrides, summary))
+    print(report(a.preset, overrides, summary, rows))
     if a.keep and not a.output_dir:
         print(f"run directory kept: {out}")
     return 0

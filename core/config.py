@@ -52,6 +52,10 @@ class DataConfig:
     synthetic_seed: int = _f(0, "seed of the synthetic generator (same cards on every machine)")
     synthetic_size: list = _f([200, 280], "synthetic scan size [width, height] in pixels")
     image_size: list = _f([128, 176], "model input size [width, height]; cards are resized to it")
+    crop_size: int = _f(0, "side in pixels of the 8 crops per scan (4 corners, 4 edge midpoints) seen beside "
+                           "the whole card; 0 = no crops", min=0)
+    crop_fraction: float = _f(0.24, "side of each crop box as a share of the scan's shorter side, cut before the "
+                                    "resize (native resolution when it equals crop_size)", min=0.01, max=0.5)
     augment: bool = _f(True, "label-preserving augmentation (colour jitter, blur, small rotation)")
     cache: bool = _f(True, "decode once into a pre-resized uint8 cache reused by later epochs and runs")
     cache_dir: str = _f("", "where the uint8 cache and downloaded gs:// images live (default: ~/.cache/psa)")
@@ -64,7 +68,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = _f("mobilenet_v3_small", "torchvision backbone for each side", choices=BACKBONES)
-    weights: str = _f("", "local backbone weights file (.pth state dict); empty = random init, never downloads")
+    weights: str = _f("", "backbone start: empty = random init; \"imagenet\" = torchvision's ImageNet weights from "
+                          "the torch cache (downloaded once if missing); or a local .pth state dict")
     lambda_fusion: float = _f(0.7, "weight of the back branch in the fused logits (front gets 1 - this)",
                               min=0.0, max=1.0)
     dropout: float = _f(0.2, "dropout before the heads", min=0.0, max=0.9)
@@ -102,6 +107,8 @@ class TrainingConfig:
     seed: int = _f(42, "seed of every random generator")
     deterministic: bool = _f(False, "deterministic kernels (bitwise-reproducible on CPU, slower on GPU)")
     log_every_steps: int = _f(50, "emit a `step` metric line every N optimizer steps", min=1)
+    bn_recompute_batches: int = _f(0, "after each epoch, recompute BatchNorm statistics over this many clean "
+                                      "training batches (0 = keep the running averages)", min=0)
     max_steps_per_epoch: int = _f(0, "cap optimizer steps per epoch (0 = full epoch); for smoke tests", min=0)
 
 

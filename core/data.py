@@ -35,11 +35,9 @@ class ImageError(ValueError):
 MAX_IMAGE_PIXELS = 64_000_000
 
 
-def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
-    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3.
-
-    `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
-    """
+def _open_rgb(path, record_id: str, cache_dir: str, use) -> np.ndarray:
+    """Decode `path` (a path, gs:// or the encoded file's bytes), fix EXIF rotation, convert to RGB and
+    return use(image); ImageError names the file and the record."""
     if isinstance(path, bytes):
         local, path = io.BytesIO(path), f"<{len(path)} bytes>"
     else:
@@ -59,12 +57,53 @@ def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "
             if im.width * im.height > MAX_IMAGE_PIXELS:  # checked before anything is decoded
                 raise ImageError(f"{path}{who}: {im.width}x{im.height} pixels is over the "
                                  f"{MAX_IMAGE_PIXELS:,}-pixel limit for a card scan")
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            im = ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND)
-            return np.array(im, dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
+            return use(ImageOps.exif_transpose(im).convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 
+
+def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
+    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3.
+
+    `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
+    """
+    def letterbox(im: Image.Image) -> np.ndarray:
+        im = ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND)
+        return np.array(im, dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
+    return _open_rgb(path, record_id, cache_dir, letterbox)
+
+
+# Where the 8 crops sit ((x, y) of the box as a share of the free space W - box, H - box) and how each is
+# turned so the card's own corner is top-left and its outer edge is on top: one encoder then sees every
+# corner (and every edge) the same way round. Turns are multiples of 90 degrees: exact, so the print
+# never moves relative to the border.
+CROP_PLACES = (  # corners: top-left, top-right, bottom-right, bottom-left; then edges: top, right, bottom, left
+    ((0, 0), None), ((1, 0), Image.Transpose.ROTATE_90), ((1, 1), Image.Transpose.ROTATE_180),
+    ((0, 1), Image.Transpose.ROTATE_270), ((0.5, 0), None), ((1, 0.5), Image.Transpose.ROTATE_90),
+    ((0.5, 1), Image.Transpose.ROTATE_180), ((0, 0.5), Image.Transpose.ROTATE_270))
+
+
+def crops_of(im: Image.Image, fraction: float, size: int) -> np.ndarray:
+    """The 4 corners and 4 edge midpoints of a decoded scan, before any resize: square boxes of
+    `fraction` of its shorter side, resized to size x size (no resize when the box is that size already,
+    i.e. native resolution); -> uint8 [8, size, size, 3]."""
+    w, h = im.size
+    box = max(1, round(fraction * min(w, h)))
+    out = np.empty((len(CROP_PLACES), size, size, 3), dtype=np.uint8)
+    for i, ((fx, fy), turn) in enumerate(CROP_PLACES):
+        x, y = round(fx * (w - box)), round(fy * (h - box))
+        crop = im.crop((x, y, x + box, y + box))
+        crop = crop.transpose(turn) if turn is not None else crop
+        if box != size:
+            crop = crop.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(crop, dtype=np.uint8)
+    return out
+
+
+def load_card_crops(path: str | bytes, fraction: float, size: int, record_id: str = "",
+                    cache_dir: str = "") -> np.ndarray:
+    """`crops_of` the decoded scan at `path` (training, evaluation and prediction all cut crops here)."""
+    return _open_rgb(path, record_id, cache_dir, lambda im: crops_of(im, fraction, size))
 
 def _process_alive(pid: int) -> bool:
     try:
@@ -75,14 +114,13 @@ def _process_alive(pid: int) -> bool:
         return True
     return True
 
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("PSA_CACHE_DIR", Path.home() / ".cache" / "psa"))
 
 
-def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...]) -> str:
-    """Changes when any image path, its size/mtime (local) or the target size changes."""
-    h = hashlib.sha256(json.dumps([list(size), list(sides)]).encode())
+def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...], crops=None) -> str:
+    """Changes when any image path, its size/mtime (local), the target size or the crop settings change."""
+    h = hashlib.sha256(json.dumps([list(size), list(sides)] + ([list(crops)] if crops else [])).encode())
     for r in records:
         for side in sides:
             p = getattr(r, side)
@@ -98,17 +136,19 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 
 class UInt8Cache:
-    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides), built once and shared by workers.
+    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides), built once and shared by workers; with
+    `crops` = (fraction, size) it holds each side's crops instead: [N, S, 8, size, size, 3].
 
     Built to a temp name and renamed when complete, so an interrupted build is never mistaken for a
     finished cache.
     """
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...],
-                 cache_dir: str = "", image_cache_dir: str = ""):
-        self.records, self.size, self.sides = records, size, sides
+                 cache_dir: str = "", image_cache_dir: str = "", crops: tuple[float, int] | None = None):
+        self.records, self.size, self.sides, self.crops = records, size, sides, crops
         root = Path(cache_dir) if cache_dir else default_cache_dir()
-        self.path = root / f"cards-{_cache_key(records, size, sides)}.npy"
+        kind = "crops" if crops else "cards"
+        self.path = root / f"{kind}-{_cache_key(records, size, sides, crops)}.npy"
         self.image_cache_dir = image_cache_dir
         self.array: np.ndarray | None = None
 
@@ -120,15 +160,18 @@ class UInt8Cache:
 
     def _build(self, progress) -> None:
         w, h = self.size
+        item = (len(CROP_PLACES), self.crops[1], self.crops[1], 3) if self.crops else (h, w, 3)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned_temp_files()
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(self.records), len(self.sides), h, w, 3))
+                                        shape=(len(self.records), len(self.sides), *item))
         try:
             for i, r in enumerate(self.records):
                 for j, side in enumerate(self.sides):
-                    arr[i, j] = load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir)
+                    arr[i, j] = (load_card_crops(getattr(r, side), *self.crops, r.id, self.image_cache_dir)
+                                 if self.crops else
+                                 load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir))
                 if progress:
                     progress(i + 1, len(self.records))
             arr.flush()
@@ -153,9 +196,10 @@ class CardDataset(Dataset):
     """Yields uint8 CHW images plus labels. `sides` is ("back",) for phase 1 or ("front", "back")."""
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...] = ("front", "back"),
-                 cache: UInt8Cache | None = None, image_cache_dir: str = ""):
+                 cache: UInt8Cache | None = None, image_cache_dir: str = "", crops: tuple[float, int] | None = None,
+                 crop_cache: UInt8Cache | None = None):
         self.records, self.size, self.sides = records, size, sides
-        self.cache = cache
+        self.cache, self.crops, self.crop_cache = cache, crops, crop_cache
         self.image_cache_dir = image_cache_dir
         if cache is not None:
             missing = [s for s in sides if s not in cache.sides]
@@ -175,9 +219,20 @@ class CardDataset(Dataset):
             images = [load_card_image(getattr(r, s), self.size, r.id, self.image_cache_dir) for s in self.sides]
         item = {side: torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
                 for side, img in zip(self.sides, images)}
+        if self.crops:  # [8, 3, size, size] per side, beside the whole-card view
+            for side in self.sides:
+                crops = (np.array(self.crop_cache.array[index][self.crop_cache.sides.index(side)])
+                         if self.crop_cache is not None else
+                         load_card_crops(getattr(r, side), *self.crops, r.id, self.image_cache_dir))
+                item[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2)
         item.update(labels_of(r))
         item["index"] = index
         return item
+
+
+def crop_settings(cfg) -> tuple[float, int] | None:
+    """(fraction, size) of the preset's [data] crops, or None when crops are off."""
+    return (cfg.crop_fraction, cfg.crop_size) if cfg.crop_size else None
 
 
 def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
@@ -205,20 +260,21 @@ def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
                 raise ConfigError(f"data.splits = {cfg.splits!r}: {exc}") from None
         distributed.barrier()
     splits = load_splits(cfg.splits)
-    size = tuple(cfg.image_size)
+    size, crops = tuple(cfg.image_size), crop_settings(cfg)
     datasets = {}
     for name in ("train", "val", "test"):
         records = splits.split(name)
-        cache = None
-        if cfg.cache:
-            cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir)
+        caches = []
+        for view in ([None, crops] if crops else [None]) if cfg.cache else []:
+            cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir, crops=view)
             if is_main:
-                bar = ProgressBar(len(records), f"caching {name}")
+                bar = ProgressBar(len(records), f"caching {name}{' crops' if view else ''}")
                 cache.ensure(lambda done, total: bar.update(done))
                 bar.close()
             distributed.barrier()
-            cache.ensure()
-        datasets[name] = {sides: CardDataset(records, size, sides, cache, cfg.cache_dir)
+            caches.append(cache.ensure())
+        card_cache, crop_cache = (caches + [None, None])[:2]
+        datasets[name] = {sides: CardDataset(records, size, sides, card_cache, cfg.cache_dir, crops, crop_cache)
                           for sides in (("back",), ("front", "back"))}
     return splits, datasets
 
@@ -300,6 +356,12 @@ def model_inputs(batch: dict, sides, device: torch.device, channels_last: bool,
             g = batch_generator(augment.seed + i, augment.phase, augment.epoch, augment.batch_index, device)
             x = augment_batch(x.float().div_(255.0), g).mul_(255.0)
         out[side] = normalize_on_device(x, channels_last)
+        if f"{side}_crops" in batch:  # [B, 8, 3, s, s] -> [B * 8, 3, s, s], 8 crops per card in order
+            crops = batch[f"{side}_crops"].to(device, non_blocking=True).flatten(0, 1)
+            if augment is not None:  # colour jitter and blur only: never a turn or a shift of the print
+                g = batch_generator(augment.seed + 100 + i, augment.phase, augment.epoch, augment.batch_index, device)
+                crops = augment_batch(crops.float().div_(255.0), g, max_degrees=0.0).mul_(255.0)
+            out[f"{side}_crops"] = normalize_on_device(crops, channels_last)
     return out
 
 

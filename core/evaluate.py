@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from core import latency, storage
 from core.checkpoint import CheckpointError
-from core.data import CardDataset, ImageError, model_inputs, normalize_on_device
+from core.data import CardDataset, ImageError, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
 from core.metrics import format_report, report_from_confusion
 from core.records import CRITERIA, SplitsError, load_splits
@@ -28,12 +28,12 @@ from core.records import CRITERIA, SplitsError, load_splits
 
 @torch.no_grad()
 def predict_records(model, records, image_size, sides, batch_size: int = 64, device="cpu") -> np.ndarray:
-    """Predicted grades (1..10) for records, in order."""
-    dataset = CardDataset(records, tuple(image_size), tuple(sides))
+    """Predicted grades (1..10) for records, in order (with the model's crops when it reads them)."""
+    crops = (model.crop_fraction, model.crop_size) if model.crop_size else None
+    dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops)
     preds = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        inputs = {s: normalize_on_device(batch[s].to(device), False) for s in sides}
-        preds.append(model(**inputs)["logits"].argmax(dim=1).cpu() + 1)
+        preds.append(model(**model_inputs(batch, sides, torch.device(device), False))["logits"].argmax(dim=1).cpu() + 1)
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
@@ -74,7 +74,9 @@ def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, sp
     model, config = (load_exported(model_dir) if model_dir else load_from_checkpoint(checkpoint))
     records = load_splits(splits_path).split(split)
     sides = tuple(config.get("sides", ["front", "back"]))
-    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides), batch_size=batch_size)
+    m = config["model"]
+    crops = (m["crop_fraction"], m["crop_size"]) if m.get("crop_size") else None
+    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides, crops=crops), batch_size=batch_size)
     counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
     report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
     if records:

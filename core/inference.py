@@ -12,7 +12,7 @@ from typing import Mapping, Sequence, Union
 
 import torch
 
-from core.data import ImageError, load_card_image, normalize_on_device
+from core.data import ImageError, load_card_crops, load_card_image, model_inputs
 from core.export import load_exported
 from core.records import CRITERIA
 
@@ -32,8 +32,9 @@ def model_sides(config: dict) -> list[str]:
 
 def preprocess(config: dict, card: Mapping[str, ImageSource | None],
                sides: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """{side: uint8 1x3xHxW} for the sides the model reads (or `sides`); ImageError names a bad image."""
-    size = tuple(config["image_size"])
+    """{side: uint8 1x3xHxW} for the sides the model reads (or `sides`), plus {side}_crops 1x8x3xSxS when the
+    model reads crops (cut by the same core.data code as in training); ImageError names a bad image."""
+    size, crop_size = tuple(config["image_size"]), config["model"].get("crop_size", 0)
     out = {}
     for side in sides or model_sides(config):
         src = card.get(side)
@@ -41,6 +42,9 @@ def preprocess(config: dict, card: Mapping[str, ImageSource | None],
             raise ImageError(f"missing the {side} scan (this model reads: {', '.join(model_sides(config))})")
         src = src if isinstance(src, bytes) else os.fspath(src)
         out[side] = torch.from_numpy(load_card_image(src, size)).permute(2, 0, 1).unsqueeze(0)
+        if crop_size:
+            crops = load_card_crops(src, config["model"]["crop_fraction"], crop_size)
+            out[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2).unsqueeze(0)
     return out
 
 
@@ -56,8 +60,7 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     """
     sides = model_sides(config)
     device = next(model.parameters()).device
-    batch = {s: normalize_on_device(torch.cat([c[s] for c in cards]).to(device), False) for s in sides}
-    out = model(**batch)
+    out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
     probs = torch.softmax(out["logits"].float(), dim=1).cpu()
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
     grades = torch.arange(1, probs.shape[1] + 1)

@@ -3,8 +3,9 @@
 The back branch carries `lambda_fusion` of the vote (backs show edge wear more clearly, docs/design.md §2).
 Phase 1 trains the back branch alone (`forward(back)`); phase 2 starts from phase 1's best weights with
 the front backbone copied from the back one (`init_from_phase1`) and trains both (`forward(back, front)`).
-Backbones are always built with weights=None: nothing is ever downloaded. `weights` may name a local
-torchvision state dict for the architecture, loaded into both branches' feature extractors.
+Backbones are built with weights=None; `weights` may name a local torchvision state dict for the
+architecture, or "imagenet" for torchvision's default ImageNet weights from the torch cache
+(core/weights.py), loaded into both branches' feature extractors.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from core.config import ConfigError
 from core.records import CRITERIA
+from core.weights import IMAGENET, WeightsError, imagenet_file  # noqa: F401 (WeightsError: core.train)
 
 # Keep in sync with core.config.BACKBONES (a test checks it).
 BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_small",
@@ -73,25 +76,48 @@ def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str
     net.load_state_dict(state, strict=False)  # keys checked above; strict would want the stripped head
 
 
-class WeightsError(ValueError):
-    """model.weights names a file that is missing, unreadable or of another architecture."""
+class CropEncoder(nn.Module):
+    """A light CNN for the 8 native-resolution crops of a side (4 corners, then 4 edge midpoints, each
+    turned so the card's outer corner/edge is top-left/top): -> [B, 4 * width] = mean and max of the
+    corners' features, then of the edges'. Small on purpose: whitening or a chip a pixel or two wide is
+    local texture, and 16 crops per card must cost far less than the whole-card backbone."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out, stride in ((24, 2), (48, 2), (width, 2), (width, 1)):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dim = 4 * width
+
+    def forward(self, crops: Tensor) -> Tensor:
+        f = self.net(crops).view(-1, 8, self.dim // 4)
+        corners, edges = f[:, :4], f[:, 4:]
+        return torch.cat([corners.mean(1), corners.amax(1), edges.mean(1), edges.amax(1)], dim=1)
 
 
 class Branch(nn.Module):
     """One side: backbone -> dropout -> grade logits, edge damage (sigmoid), centering [lr, tb] (sigmoid),
     and with `criteria` a sub-grade distribution per criterion (records.CRITERIA) [B, 4, num_grades]."""
 
-    def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False):
+    def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False,
+                 crops: bool = False):
         super().__init__()
         self.backbone, dim, self.head_prefix = build_backbone(backbone)
+        self.crop_encoder = CropEncoder() if crops else None
+        dim += self.crop_encoder.dim if crops else 0
         self.dropout = nn.Dropout(dropout)
         self.grade_head = nn.Linear(dim, num_grades)
         self.edge_head = nn.Linear(dim, 1)
         self.center_head = nn.Linear(dim, 2)
         self.criteria_head = nn.Linear(dim, len(CRITERIA) * num_grades) if criteria else None
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        feats = self.dropout(torch.flatten(self.backbone(x), 1))
+    def forward(self, x: Tensor, crops: Tensor | None = None) -> dict[str, Tensor]:
+        feats = torch.flatten(self.backbone(x), 1)
+        if self.crop_encoder is not None:
+            feats = torch.cat([feats, self.crop_encoder(crops)], dim=1)
+        feats = self.dropout(feats)
         out = {"logits": self.grade_head(feats),
                "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
                "centering": torch.sigmoid(self.center_head(feats))}
@@ -117,7 +143,8 @@ class DualBranchGrader(nn.Module):
     """
 
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
-                 dropout: float = 0.2, num_grades: int = 10, criteria: bool = False):
+                 dropout: float = 0.2, num_grades: int = 10, criteria: bool = False, crop_size: int = 0,
+                 crop_fraction: float = 0.24):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -127,21 +154,26 @@ class DualBranchGrader(nn.Module):
             raise ValueError(f"num_grades={num_grades}: expected at least 2")
         self.backbone_name, self.lambda_fusion = backbone, float(lambda_fusion)
         self.dropout_p, self.num_grades, self.criteria = float(dropout), int(num_grades), bool(criteria)
-        self.back = Branch(backbone, dropout, num_grades, self.criteria)
-        self.front = Branch(backbone, dropout, num_grades, self.criteria)
+        # Crops are cut by core.data.crops_of with these settings; they travel with the model so an export
+        # or checkpoint is preprocessed exactly as it was trained.
+        self.crop_size, self.crop_fraction = int(crop_size), float(crop_fraction)
+        self.back = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0)
+        self.front = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0)
         if weights:
+            path = imagenet_file(backbone) if weights == IMAGENET else weights
             for branch in (self.back, self.front):
-                load_backbone_weights(branch.backbone, weights, branch.head_prefix, backbone)
+                load_backbone_weights(branch.backbone, path, branch.head_prefix, backbone)
         # Buffers follow .to(device), so forward never copies a mask host-to-device.
         self.register_buffer("_valid_dual", torch.ones(4, dtype=torch.bool), persistent=False)
         self.register_buffer("_valid_back_only", torch.tensor([False, False, True, True]), persistent=False)
 
-    def forward(self, back: Tensor, front: Tensor | None = None) -> dict[str, Tensor]:
-        b = self.back(back)
+    def forward(self, back: Tensor, front: Tensor | None = None, back_crops: Tensor | None = None,
+                front_crops: Tensor | None = None) -> dict[str, Tensor]:
+        b = self.back(back, back_crops)
         if front is None:
             return {**b, "centering": torch.cat([b["centering"], b["centering"]], dim=1),
                     "center_valid": self._valid_back_only}
-        f = self.front(front)
+        f = self.front(front, front_crops)
         lam = self.lambda_fusion
         out = {key: lam * b[key] + (1.0 - lam) * f[key] for key in ("logits", "edge", "criteria") if key in b}
         return {**out, "centering": torch.cat([f["centering"], b["centering"]], dim=1),
@@ -150,7 +182,8 @@ class DualBranchGrader(nn.Module):
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights come from the state dict)."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
-                "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria}
+                "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria,
+                "crop_size": self.crop_size, "crop_fraction": self.crop_fraction}
 
     @classmethod
     def from_config(cls, d: dict) -> "DualBranchGrader":
@@ -159,7 +192,8 @@ class DualBranchGrader(nn.Module):
             raise ValueError("model config: missing key 'backbone'")
         return cls(backbone=d["backbone"], lambda_fusion=d.get("lambda_fusion", 0.7),
                    dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10),
-                   criteria=d.get("criteria", False))  # exports from before criterion heads have none
+                   criteria=d.get("criteria", False),  # exports from before criterion heads have none
+                   crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24))
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
@@ -184,10 +218,44 @@ class DualBranchGrader(nn.Module):
                              f"{self.num_grades} grades ({', '.join(problems[:3])})")
         self.back.load_state_dict(back)
         self.front.backbone.load_state_dict(self.back.backbone.state_dict())
+        if self.front.crop_encoder is not None:
+            self.front.crop_encoder.load_state_dict(self.back.crop_encoder.state_dict())
 
 
-def build_model(cfg, device: torch.device) -> DualBranchGrader:
-    """The grader the preset's [model] table describes, on `device`."""
-    model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout,
-                             criteria=cfg.criteria).to(device)
+def build_model(cfg, device: torch.device, crop_size: int = 0, crop_fraction: float = 0.24) -> DualBranchGrader:
+    """The grader the preset's [model] table describes (crops as its [data] table sets them), on `device`.
+    A weights file that is missing or does not fit is a one-line ConfigError."""
+    try:
+        model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout, criteria=cfg.criteria,
+                                 crop_size=crop_size, crop_fraction=crop_fraction).to(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, batches, to_inputs, autocast) -> None:
+    """Set every BatchNorm's running statistics to the plain average over `batches` for the current
+    weights ("precise BN"), instead of the exponential average over the last training batches.
+
+    Why: evaluation uses the running statistics, and those were gathered on augmented images while the
+    weights kept moving; at the local preset's learning rate that mismatch swung val QWK by 0.3-0.4 from
+    one epoch to the next (docs/design.md §10). Only BatchNorm layers are in training mode here (dropout
+    stays off), no gradients, no augmentation and no global RNG use: a resumed run recomputes the same.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training = model.training
+    model.eval()
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch seen
+        m.train()
+    for batch in batches:
+        with autocast():
+            model(**to_inputs(batch))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)

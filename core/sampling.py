@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import Sampler
 
+from core.config import ConfigError
+
 
 def _check_rank(rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
@@ -57,6 +59,25 @@ def shuffled_indices(num_items: int, seed: int, epoch: int, rank: int = 0, world
     if num_items < 0:
         raise ValueError(f"num_items {num_items}: expected >= 0")
     return torch.randperm(num_items, generator=_generator(seed, epoch))[rank::world_size].tolist()
+
+
+def epoch_indices(grades: Sequence[int], seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                  sampler_power: float | None = 0.5) -> list[int]:
+    """This rank's training order for an epoch: a grade-balanced weighted draw (weights
+    1/freq^sampler_power), or a plain shuffle when sampler_power is None."""
+    if sampler_power is None:
+        return shuffled_indices(len(grades), seed, epoch, rank, world_size)
+    return weighted_indices(grade_weights(grades, sampler_power), seed, epoch, rank, world_size)
+
+
+def steps_per_epoch(n_records: int, world_size: int, t) -> int:
+    """Optimizer steps per epoch on each rank for the preset's [training] table `t` (full batches only)."""
+    steps = n_records // world_size // t.batch_size // t.grad_accum_steps
+    if steps == 0:
+        raise ConfigError(f"training.batch_size x grad_accum_steps x world size = "
+                          f"{t.batch_size * t.grad_accum_steps * world_size} exceeds the "
+                          f"{n_records} training cards: lower training.batch_size")
+    return min(steps, t.max_steps_per_epoch) if t.max_steps_per_epoch else steps
 
 
 def shard_indices(num_items: int, rank: int = 0, world_size: int = 1) -> list[int]:

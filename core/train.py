@@ -33,7 +33,7 @@ from core.events import EventWriter, ProgressBar, one_line, open_tensorboard
 from core.export import export_model
 from core.losses import grading_loss
 from core.metrics import format_report, report_from_confusion
-from core.model import WeightsError, build_model
+from core.model import WeightsError, build_model, recompute_batchnorm
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
 from core.records import SplitsError
 from core.run_dir import RunDir, check_buckets
@@ -112,7 +112,7 @@ class Trainer:
         self.run_dir.open(self.events, config_to_toml(cfg))
 
         self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
-        self.model = build_model(cfg.model, self.device)
+        self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
         self.tb = open_tensorboard(self.tb_dir, self.events) if self.is_main else None
         self.events.emit(
@@ -188,7 +188,7 @@ class Trainer:
         optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr,
                                       weight_decay=t.weight_decay, fused=self.device.type == "cuda")
         train_set = self.datasets["train"][sides]
-        steps_per_epoch = self._steps_per_epoch(len(train_set))
+        steps_per_epoch = sampling.steps_per_epoch(len(train_set), self.denv.world_size, t)
         total_steps = steps_per_epoch * epochs
         warmup = t.warmup_steps or int(round(t.warmup_ratio * total_steps))
         extra = {"num_cycles": t.num_cycles} if t.num_cycles > 0 else {}
@@ -228,15 +228,6 @@ class Trainer:
         checkpoint.check_model_config(best.get("model_signature") or {}, self.model_signature, path)
         return best
 
-    def _steps_per_epoch(self, n_records: int) -> int:
-        t = self.cfg.training
-        steps = n_records // self.denv.world_size // t.batch_size // t.grad_accum_steps
-        if steps == 0:
-            raise ConfigError(f"training.batch_size x grad_accum_steps x world size = "
-                              f"{t.batch_size * t.grad_accum_steps * self.denv.world_size} exceeds the "
-                              f"{n_records} training cards: lower training.batch_size")
-        return min(steps, t.max_steps_per_epoch) if t.max_steps_per_epoch else steps
-
     def _wrap(self, model):
         net = torch.compile(model) if self.cfg.model.compile else model
         if self.denv.world_size > 1:
@@ -248,15 +239,6 @@ class Trainer:
         return make_loader(dataset, order, self.cfg.data, batch_size or self.cfg.training.batch_size,
                            self.cfg.training.seed, self.device, drop_last)
 
-    def _epoch_indices(self, phase: int, epoch: int) -> list[int]:
-        """This rank's sample order for an epoch: a pure function of (seed, phase, epoch, rank)."""
-        t, rank, world = self.cfg.training, self.denv.rank, self.denv.world_size
-        seed = t.seed * 1000 + phase * 100
-        if t.use_sampler:
-            weights = sampling.grade_weights([r.grade for r in self.splits.train], t.sampler_power)
-            return sampling.weighted_indices(weights, seed, epoch, rank, world)
-        return sampling.shuffled_indices(len(self.splits.train), seed, epoch, rank, world)
-
     # ------------------------------------------------------------------------------------------ epoch
     def train_epoch(self, plan: PhasePlan) -> dict:
         """Train from self.pos to the end of the epoch; returns the epoch's train stats."""
@@ -264,8 +246,10 @@ class Trainer:
         accum = t.grad_accum_steps
         n_batches = plan.steps_per_epoch * accum
         start = pos.batches_done
-        plan.order.indices = self._epoch_indices(plan.phase, pos.epoch)[start * t.batch_size:
-                                                                         n_batches * t.batch_size]
+        grades = [r.grade for r in self.splits.train]
+        order = sampling.epoch_indices(grades, t.seed * 1000 + plan.phase * 100, pos.epoch, self.denv.rank,
+                                       self.denv.world_size, t.sampler_power if t.use_sampler else None)
+        plan.order.indices = order[start * t.batch_size: n_batches * t.batch_size]
         plan.net.train()
         bar = ProgressBar(n_batches - start, f"phase {plan.phase} epoch {pos.epoch}/{plan.epochs}")
         loss_sum = torch.full((), pos.loss_sum, device=self.device)  # summed on the device: no per-step sync
@@ -315,6 +299,10 @@ class Trainer:
                 self._report_preempted(plan, self._save_training_state(plan, "last.pth", mid_epoch))
             t_data = time.perf_counter()
         bar.close()
+        if t.bn_recompute_batches:  # fresh BatchNorm statistics for these weights, on clean images
+            recompute_batchnorm(self.model, self._eval_loader("train", plan.sides, t.bn_recompute_batches),
+                                lambda b: model_inputs(b, plan.sides, self.device, self.cfg.model.channels_last),
+                                self.compute.autocast)
         distributed.broadcast_buffers(self.model)
         elapsed = time.perf_counter() - t0
         return {"train_loss": self._check_finite(loss_sum / loss_count, plan.phase) if loss_count else math.nan,
@@ -355,15 +343,23 @@ class Trainer:
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
+    def _eval_loader(self, split: str, sides, max_batches: int = 0) -> DataLoader:
+        """Un-augmented batches of this rank's shard of a split (the first max_batches of a fixed shuffle
+        when given); kept, so persistent workers are not restarted every epoch."""
+        if (split, sides) not in self.eval_loaders:
+            t, dataset = self.cfg.training, self.datasets[split][sides]
+            rank, world = self.denv.rank, self.denv.world_size
+            indices = (sampling.shuffled_indices(len(dataset), t.seed, 0, rank, world)
+                       [:max_batches * t.batch_size] if max_batches else
+                       sampling.shard_indices(len(dataset), rank, world))
+            self.eval_loaders[split, sides] = self._loader(dataset, sampling.EpochOrder(indices), drop_last=False,
+                                                           batch_size=0 if max_batches else t.eval_batch_size)
+        return self.eval_loaders[split, sides]
+
     def evaluate(self, split: str, sides) -> dict:
-        if (split, sides) not in self.eval_loaders:  # kept: persistent workers are not restarted every epoch
-            dataset = self.datasets[split][sides]
-            order = sampling.EpochOrder(sampling.shard_indices(len(dataset), self.denv.rank, self.denv.world_size))
-            self.eval_loaders[split, sides] = self._loader(dataset, order, drop_last=False,
-                                                           batch_size=self.cfg.training.eval_batch_size)
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
-        counts = confusion_counts(self.model, self.eval_loaders[split, sides], self.compute.autocast,
+        counts = confusion_counts(self.model, self._eval_loader(split, sides), self.compute.autocast,
                                   lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
                                   self._grading_loss)
         confusion, criteria, loss_sum = (distributed.all_reduce_sum(counts[k]) for k in ("grade", "criteria",

@@ -40,10 +40,14 @@ def test_local_preset_quick_reports_test_metrics(tmp_path):
     proc = _run("bench_local_preset.py", "--quick", "--set", f"data.splits={tmp_path}/cards/splits.json",
                 "--set", f"data.cache_dir={tmp_path}/cache", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    header, _, row = proc.stdout.strip().splitlines()[-3:]
+    lines = proc.stdout.strip().splitlines()
+    at = next(i for i, line in enumerate(lines) if "test QWK" in line)
+    header, _, row = lines[at:at + 3]
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
     assert cells["preset"] == "local" and cells["epochs"] == "2"
     assert 0.0 <= float(cells["exact"]) <= float(cells["within one"]) <= 1.0
+    float(cells["other-seed QWK"]), float(cells["QWK gap"]), float(cells["max val drop"])
+    assert any(line.strip("| ").startswith("corners") for line in lines[at + 3:])  # the criterion table
     float(cells["test QWK"]), float(cells["MAE"]), float(cells["samples/s ph2"])
 
 

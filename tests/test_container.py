@@ -171,6 +171,15 @@ def test_image_never_installs_cockpit_dependencies_or_a_second_torch():
     assert project_installs and all("--no-deps" in i for i in project_installs)
 
 
+def test_the_cloud_presets_imagenet_weights_are_fetched_at_build_time():
+    from core.config import load_preset
+
+    model = load_preset("cloud").model
+    assert model.weights == "imagenet"
+    assert re.search(r"\bTORCH_HOME=/\S+", " ".join(_args_of("ENV")))
+    assert any(f"python -m core.weights {model.backbone}" in r for r in _args_of("RUN"))
+
+
 def test_dockerignore_keeps_data_outputs_venv_and_git_out():
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}

@@ -72,7 +72,8 @@ def test_edge_and_centering_are_in_unit_interval():
 def test_config_round_trip_gives_identical_outputs():
     model = _model(lambda_fusion=0.6, dropout=0.1)
     cfg = model.config()
-    assert cfg == {"backbone": SMALL, "lambda_fusion": 0.6, "dropout": 0.1, "num_grades": 10, "criteria": False}
+    assert cfg == {"backbone": SMALL, "lambda_fusion": 0.6, "dropout": 0.1, "num_grades": 10, "criteria": False,
+                   "crop_size": 0, "crop_fraction": 0.24}
     torch.manual_seed(123)  # a different init, so equality must come from the state dict
     rebuilt = DualBranchGrader.from_config(cfg)
     rebuilt.load_state_dict(model.state_dict())
