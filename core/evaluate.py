@@ -80,7 +80,7 @@ def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, sp
     counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
     report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
     if records:
-        cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides), sides)
+        cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides, crops=crops), sides)
         report["inference"] = latency.measure(model, cards, batch_size)
     report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint})
     return report

@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from core.data import normalize_on_device
+from core.data import model_inputs
 
 BATCH1_RUNS, WARMUP_RUNS, THROUGHPUT_BATCHES = 10, 1, 1
 
@@ -58,8 +58,10 @@ def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_siz
     n = next(iter(cards.values())).shape[0]
     on_device = {s: x.to(device) for s, x in cards.items()}
 
-    def forward(index: torch.Tensor) -> None:
-        model(**{s: normalize_on_device(x.index_select(0, index), False) for s, x in on_device.items()})
+    sides = [s for s in on_device if not s.endswith("_crops")]
+
+    def forward(index: torch.Tensor) -> None:  # the trainer's own input path, crops included
+        model(**model_inputs({s: x.index_select(0, index) for s, x in on_device.items()}, sides, device, False))
 
     times = []
     for i in range(WARMUP_RUNS + BATCH1_RUNS):
@@ -87,6 +89,8 @@ def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_siz
 
 
 def sample_cards(dataset, sides, limit: int = 16) -> dict[str, torch.Tensor]:
-    """The first `limit` cards of a CardDataset as {side: uint8 NxCxHxW} for `measure`."""
+    """The first `limit` cards of a CardDataset as {side: uint8 NxCxHxW} (and {side}_crops when the
+    dataset cuts crops) for `measure`."""
     items = [dataset[i] for i in range(min(limit, len(dataset)))]
-    return {s: torch.stack([item[s] for item in items]) for s in sides}
+    keys = [k for s in sides for k in (s, f"{s}_crops") if k in items[0]]
+    return {k: torch.stack([item[k] for item in items]) for k in keys}
