@@ -256,6 +256,7 @@ class CoreLoop:
         from core.config import load_preset
         from core.early_stopping import EarlyStopping
         from core.events import EventWriter
+        from core import distributed
         from core.sampling import EpochOrder
         from core.schedulers import get_scheduler
         from core.train import PhasePlan, Trainer
@@ -273,8 +274,8 @@ class CoreLoop:
         stopper = EarlyStopping(enabled=False)
         order = EpochOrder()
         loader = tr._loader(tr.datasets["train"][sides], order, drop_last=True)
-        self.plan = PhasePlan(2, sides, 10 ** 6, s.steps, tr._wrap(tr.model), optimizer, scheduler, stopper,
-                              order, loader)
+        net = distributed.wrap_model(tr.model, False, tr.device)
+        self.plan = PhasePlan(2, sides, 10 ** 6, s.steps, net, optimizer, scheduler, stopper, order, loader)
         self.epoch = 0
         self.measure()  # warm-up epoch (the first one also pays for persistent workers' start)
 

@@ -211,6 +211,14 @@ def claim_for_new_run(checkpoint_dir: str, run_id: str) -> str | None:
     return aside
 
 
+def load_best(checkpoint_dir: str, phase: int, signature: dict, map_location="cpu") -> dict[str, Any]:
+    """phaseN_best.pth, refused in one line when another architecture wrote it (issue 12)."""
+    path = storage.join(checkpoint_dir, f"phase{phase}_best.pth")
+    best = load(path, map_location)
+    check_model_config(best.get("model_signature") or {}, signature, path)
+    return best
+
+
 def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE,
           owned: set[str] | None = None) -> list[str]:
     """Delete all but the newest `keep_last` checkpoints matching pattern. Returns what was deleted.

@@ -166,6 +166,15 @@ def init_distributed(denv: DistEnv, device: torch.device | str) -> None:
                                 rank=denv.rank, world_size=denv.world_size)
 
 
+def wrap_model(model: torch.nn.Module, compile_model: bool, device: torch.device) -> torch.nn.Module:
+    """The model as trained: torch.compile'd when asked, DDP-wrapped when there are several ranks."""
+    net = torch.compile(model) if compile_model else model
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    return net
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

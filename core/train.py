@@ -181,7 +181,8 @@ class Trainer:
         state, self.resume_state = self.resume_state, None
         resuming = state is not None and state["position"]["phase"] == phase
         if phase == 2 and not resuming and t.phase1_epochs > 0:
-            self.model.init_from_phase1(self._load_best(1)["model"])
+            best1 = checkpoint.load_best(self.ckpt_dir, 1, self.model_signature, self.device)
+            self.model.init_from_phase1(best1["model"])
         # Phase 1 trains only the back branch: freezing the front keeps DDP from waiting on its grads.
         for p in self.model.front.parameters():
             p.requires_grad_(phase == 2)
@@ -200,8 +201,9 @@ class Trainer:
             checkpoint.restore_training(state, self.denv.rank, model=self.model, optimizer=optimizer,
                                         scheduler=scheduler, scaler=self.compute.scaler, early_stopping=stopper)
         order = sampling.EpochOrder()
-        plan = PhasePlan(phase, sides, epochs, steps_per_epoch, self._wrap(self.model), optimizer, scheduler,
-                         stopper, order, self._loader(train_set, order, drop_last=True))
+        net = distributed.wrap_model(self.model, self.cfg.model.compile, self.device)
+        plan = PhasePlan(phase, sides, epochs, steps_per_epoch, net, optimizer, scheduler, stopper, order,
+                         self._loader(train_set, order, drop_last=True))
         while self.pos.epoch <= epochs and not stopper.should_stop:
             stats = self.train_epoch(plan)
             metrics = {**self.evaluate("val", sides), **stats}
@@ -215,25 +217,11 @@ class Trainer:
             if self.preemption.agreed(self.pos.global_step, self.denv.world_size, epoch_end=True):
                 self._report_preempted(plan, self.last_save_s)  # last.pth was just written for this point
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
-        best = self._load_best(phase)
+        best = checkpoint.load_best(self.ckpt_dir, phase, self.model_signature, self.device)
         self.model.load_state_dict(best["model"])
         self.events.emit("info", f"phase {phase} done ({'early stop' if stopper.should_stop else 'all epochs'}); "
                                  f"restored best weights from epoch {best['epoch']}", phase=phase,
                          best_epoch=best["epoch"])
-
-    def _load_best(self, phase: int) -> dict:
-        """phaseN_best.pth, refused in one line when another architecture wrote it (issue 12)."""
-        path = storage.join(self.ckpt_dir, f"phase{phase}_best.pth")
-        best = checkpoint.load(path, self.device)
-        checkpoint.check_model_config(best.get("model_signature") or {}, self.model_signature, path)
-        return best
-
-    def _wrap(self, model):
-        net = torch.compile(model) if self.cfg.model.compile else model
-        if self.denv.world_size > 1:
-            net = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return net
 
     def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool, batch_size: int = 0) -> DataLoader:
         return make_loader(dataset, order, self.cfg.data, batch_size or self.cfg.training.batch_size,
@@ -444,10 +432,9 @@ class Trainer:
             if self.events.mode == "text":
                 print(format_report(report), flush=True)
             self.events.emit("done", f"test QWK {report['qwk']:.4f}, MAE {report['mae']:.3f}; model exported to "
-                                     f"{export_path}", test_qwk=report["qwk"], test_mae=report["mae"],
-                             test_acc=report["accuracy"], test_within_one=report["within_one"],
-                             test_macro_f1=report["macro_f1"], test_weighted_f1=report["weighted_f1"],
-                             inference=report["inference"],
+                                     f"{export_path}", test_acc=report["accuracy"], inference=report["inference"],
+                             **{f"test_{k}": report[k] for k in ("qwk", "mae", "within_one", "macro_f1",
+                                                                 "weighted_f1")},
                              per_grade_accuracy=report["per_grade_accuracy"], confusion=report["confusion"],
                              criteria=report.get("criteria", {}),
                              export_path=export_path, step=self.pos.global_step)
