@@ -361,11 +361,30 @@ def target_samples_per_s(st: StepTime, cfg: Config, catalog: Catalog) -> float:
 # Storage
 
 
-@functools.lru_cache(maxsize=None)
+# Numbers in the grader's state dict (weights and BatchNorm statistics, both branches and heads) per
+# backbone, as counted on torch's meta device. Kept as a table so the first estimate (the TUI's first
+# screen) does not import torch; tests/test_catalog_estimate.py recounts every entry with torch.
+STATE_DICT_NUMBERS = {
+    "resnet18": 22_385_602,
+    "resnet34": 42_616_802,
+    "resnet50": 47_175_684,
+    "efficientnet_b0": 8_132_532,
+    "mobilenet_v3_small": 3_086_654,
+    "mobilenet_v3_large": 8_486_262,
+    "convnext_tiny": 55_660_250,
+}
+
+
 def parameter_count(backbone: str) -> int:
-    """Numbers in the grader's state dict (weights and BatchNorm statistics) with this backbone, counted
-    on torch's meta device: nothing is allocated or downloaded. Imports torch lazily (the CLI stays light
-    until an estimate is asked for); cached per backbone."""
+    """Numbers in the grader's state dict with this backbone: the table above, or, for a backbone the
+    table does not know, counted on torch's meta device (nothing allocated or downloaded)."""
+    if backbone in STATE_DICT_NUMBERS:
+        return STATE_DICT_NUMBERS[backbone]
+    return count_state_dict_numbers(backbone)
+
+
+@functools.lru_cache(maxsize=None)
+def count_state_dict_numbers(backbone: str) -> int:
     import torch
     from core.model import DualBranchGrader
 

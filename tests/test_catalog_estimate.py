@@ -9,8 +9,9 @@ import pytest
 from core.config import config_from_dict
 from cockpit.catalog import PACKAGED_CATALOG, load_catalog
 from cockpit.errors import CockpitError
-from cockpit.estimate import (GB, Estimate, StepTime, dataset_size, estimate, format_estimate, parameter_count,
-                              quick_benchmark, step_time_from_runs, storage_estimate, target_samples_per_s)
+from cockpit.estimate import (GB, STATE_DICT_NUMBERS, Estimate, StepTime, count_state_dict_numbers, dataset_size,
+                              estimate, format_estimate, parameter_count, quick_benchmark, step_time_from_runs,
+                              storage_estimate, target_samples_per_s)
 
 
 @pytest.fixture(scope="module")
@@ -304,10 +305,14 @@ def test_four_gpus_run_four_processes_and_the_steps_say_so(tmp_path, catalog):
 
 
 def test_parameter_count_is_the_real_models():
-    from core.model import DualBranchGrader
+    from core.model import BACKBONES, DualBranchGrader
 
     model = DualBranchGrader("mobilenet_v3_small", "", 0.7, 0.0)
     assert parameter_count("mobilenet_v3_small") == sum(t.numel() for t in model.state_dict().values())
+    # The table the estimate reads without torch covers every backbone and matches a count with torch.
+    assert set(STATE_DICT_NUMBERS) == set(BACKBONES)
+    for backbone, n in STATE_DICT_NUMBERS.items():
+        assert count_state_dict_numbers(backbone) == n, backbone
 
 
 def test_storage_counts_kept_checkpoints_the_export_and_uploaded_data(tmp_path, catalog):
@@ -347,7 +352,7 @@ def test_storage_is_shown_beside_the_compute_cost(tmp_path, catalog):
 
 
 def test_the_tui_cost_panel_shows_the_same_storage_figure(tmp_path, catalog):
-    from cockpit.tui.sections.cost import EstimateResult, summary
+    from cockpit.tui.estimate_panel import EstimateResult, summary
 
     est = estimate(make_cfg(tmp_path, model={"backbone": "resnet18"}), catalog, StepTime(40.0, "cpu", "given"))
     text = summary(EstimateResult(est)).plain

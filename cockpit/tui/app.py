@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -31,6 +31,12 @@ from cockpit.tui.estimate_panel import CostPanel, EstimateResult
 from cockpit.tui.paths import short_paths, show_path
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.presets import PresetsSection
+
+if TYPE_CHECKING:  # imported when first shown (SECTION_CLASSES); named here for the typed accessors only
+    from cockpit.tui.sections.build import BuildSection
+    from cockpit.tui.sections.cost import CostSection
+    from cockpit.tui.sections.jobs import JobsSection
+    from cockpit.tui.sections.run import RunSection
 
 SECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("presets", "Presets", "f2", "1"), ("cost", "Cost", "f3", "2"), ("build", "Build", "f4", "3"),
@@ -147,14 +153,27 @@ class CockpitApp(App):
         return self.query_one(PresetsSection)
 
     @property
-    def run_section(self) -> Any:
-        """The Run/Logs section (cockpit.tui.sections.run.RunSection), once shown."""
-        return self.query_one("#run-section", Section)
+    def run_section(self) -> RunSection:
+        """The Run/Logs section, once shown."""
+        return cast("RunSection", self.query_one("#run-section", Section))
 
     @property
-    def jobs_section(self) -> Any:
-        """The Jobs section (cockpit.tui.sections.jobs.JobsSection), once shown."""
-        return self.query_one("#jobs-section", Section)
+    def jobs_section(self) -> JobsSection:
+        """The Jobs section, once shown."""
+        return cast("JobsSection", self.query_one("#jobs-section", Section))
+
+    # Typed views of the lazily built sections: None while a section has not been shown yet.
+    def shown_build(self) -> BuildSection | None:
+        return cast("BuildSection | None", self.section("build"))
+
+    def shown_cost(self) -> CostSection | None:
+        return cast("CostSection | None", self.section("cost"))
+
+    def shown_run(self) -> RunSection | None:
+        return cast("RunSection | None", self.section("run"))
+
+    async def ensure_build(self) -> BuildSection:
+        return cast("BuildSection", await self.ensure_section("build"))
 
     @property
     def active_section(self) -> str:
@@ -216,9 +235,9 @@ class CockpitApp(App):
         except CockpitError as exc:
             self.cfg, self.validation_error = None, exc.message
         self.presets_section.show_validation(self.validation_error)
-        build = self.section("build")
+        build = self.shown_build()
         if build is not None and self.active_section == "build":
-            build.show_target()  # type: ignore[attr-defined]
+            build.show_target()
 
     def schedule_estimate(self, delay: float = ESTIMATE_DEBOUNCE_S) -> None:
         """Estimate once typing pauses for `delay` seconds (each keystroke restarts the wait)."""
@@ -245,9 +264,9 @@ class CockpitApp(App):
         result.error = short_paths(result.error)
         self.estimate_result = result
         self.query_one("#preset-cost", CostPanel).show(result)
-        cost = self.section("cost")
+        cost = self.shown_cost()
         if cost is not None:  # else it shows self.estimate_result when first built
-            cost.show(result, self.estimate_target())  # type: ignore[attr-defined]
+            cost.show(result, self.estimate_target())
 
     def estimate_target(self) -> tuple[str, str, int] | None:
         """(machine, accelerator, count) of the preset, to mark its row in the Cost table."""
@@ -327,8 +346,8 @@ class CockpitApp(App):
             if self.doc.dirty:  # the job runs the preset file baked into the image: save it first
                 self.doc.save()
                 self.presets_section.show_dirty()
-            build = await self.ensure_section("build")
-            cancel = build.begin()  # type: ignore[attr-defined]
+            build = await self.ensure_build()
+            cancel = build.begin()
             await self.action_section("build")
             self._launch(plan, answer.upload, cancel, build)
 
@@ -407,8 +426,8 @@ class CockpitApp(App):
 
     def action_quit_cockpit(self) -> None:
         reasons = []
-        section = self.section("run")
-        run = section.active_local_run if section is not None else None  # type: ignore[attr-defined]
+        section = self.shown_run()
+        run = section.active_local_run if section is not None else None
         if run is not None:
             reasons.append(f"the local run {run.id} is still training (it keeps running after you quit; "
                            f"`psa-cockpit jobs` lists it)")

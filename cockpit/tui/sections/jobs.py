@@ -214,13 +214,11 @@ class JobsSection(Section):
         self.cockpit.call_from_thread(self._confirm_deploy, info, service, plan, default_image(service))
 
     def _confirm_deploy(self, info: JobInfo, service, plan, image_uri: str) -> None:
-        def answered(yes: bool | None) -> None:
+        async def answered(yes: bool | None) -> None:
             if yes:
-                from cockpit.tui.sections.build import BuildSection
-
-                build = self.cockpit.query_one(BuildSection)
+                build = await self.cockpit.ensure_build()  # Build may not have been shown yet
                 cancel = build.begin()
-                self.cockpit.action_section("build")
+                await self.cockpit.action_section("build")
                 self._deploy(service, plan, image_uri, build, cancel)
 
         self.app.push_screen(ConfirmDialog(f"Deploy the model of {info.name} ({info.id})?\n{plan.cost_line()}\n"

@@ -132,7 +132,7 @@ class PresetsSection(Section):
                                  answered)
             return
         except CockpitError as exc:
-            self.app.show_error(exc.message)  # type: ignore[attr-defined]
+            self.cockpit.show_error(exc.message)
             return
         self.show_dirty()
         self.notify(f"saved {show_path(path)}", timeout=3)
