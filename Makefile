@@ -10,15 +10,25 @@ PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 .PHONY: setup train test cockpit bench lint clean
 
+# `make train` needs only the training core (torch, torchvision, numpy, pillow): a fresh clone starts
+# training after that install; the cockpit, the Google clients and the test tools come with `make setup`.
+CORE_STAMP := $(VENV)/.core-installed-stamp
+
+$(CORE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e . 2>&1 | $(PIP_QUIET)
+	$(BIN)/python -c "import torch, torchvision"   # fail here, not mid-run
+	touch $(CORE_STAMP)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[cockpit,gcs,serve,test]' 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -c "import torch, torchvision, textual, starlette, uvicorn"   # fail here, not mid-run
-	touch $(STAMP)
+	touch $(STAMP) $(CORE_STAMP)
 
 setup: $(STAMP)
 
-train: setup
+train: $(CORE_STAMP)
 	$(BIN)/python -m core.train --preset local
 
 cockpit: setup

@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ from core import storage
 EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pth$")
 STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pth$")
 BEST_RE = re.compile(r"^phase(\d+)_best\.pth$")
+
+
+@dataclass
+class Position:
+    """Where training is: enough to continue exactly here (saved in every training checkpoint)."""
+    phase: int = 1
+    epoch: int = 1            # 1-based epoch within the phase
+    batches_done: int = 0     # micro-batches already consumed in this epoch
+    global_step: int = 0      # optimizer steps over the whole run
+    phase_step: int = 0       # optimizer steps in this phase (drives the LR schedule)
+    loss_sum: float = 0.0     # this epoch's running train loss so far, so a resumed epoch reports the same
+    loss_count: int = 0
 
 
 class CheckpointError(ValueError):
@@ -152,10 +165,15 @@ def find_resumable(checkpoint_dir: str, warn=print) -> tuple[str, dict] | None:
     return best
 
 
-def resume_point(resume: str, checkpoint_dir: str, signature: dict, warn=print, info=print) -> tuple[str, dict] | None:
+def resume_point(resume: str, checkpoint_dir: str, signature: dict, run_id: str = "", claim: bool = False,
+                 warn=print, info=print) -> tuple[str, dict] | None:
     """(path, state) of the training checkpoint output.resume names ("auto": the newest one that loads
-    in checkpoint_dir), or None to start fresh. A checkpoint of another architecture is refused."""
+    in checkpoint_dir), or None to start fresh. A checkpoint of another architecture is refused.
+    Starting fresh with `claim` (the writing rank) first moves another run's checkpoints aside."""
     if resume == "none":
+        aside = claim_for_new_run(checkpoint_dir, run_id) if claim else None
+        if aside:
+            warn(f"{checkpoint_dir} held another run's checkpoints: moved them to {aside}")
         return None
     if resume == "auto":
         found = find_resumable(checkpoint_dir, warn=warn)

@@ -52,9 +52,10 @@ def preprocess(config: dict, card: Mapping[str, ImageSource | None],
 def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]) -> list[dict]:
     """Grade preprocessed cards (`preprocess` outputs) in one forward pass; one field dict per card.
 
-    The fields are what `python -m core.predict --json` prints and core.serve returns: grade,
-    expected_grade, probabilities (grade -> p), edge_damage, centering (front/back: left-right and
-    top-bottom shares), and for a model with criterion heads subgrades (criterion -> 1..10) and
+    The fields are what `python -m core.predict --json` prints and core.serve returns (the response of
+    the Vertex AI prediction contract, README "Serve the grader"): grade, expected_grade, probabilities
+    (10 floats, grades 1..10 in order), edge (edge/corner damage, 0 = pristine), centering (front/back:
+    left-right and top-bottom shares), and for a model with criterion heads subgrades (criterion -> 1..10) and
     held_back_by (the lowest criteria: the grade is the minimum of the criteria, docs/design.md §2; empty
     when every criterion is a 10). This is the only place they are computed.
     """
@@ -70,8 +71,8 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
         results.append({
             "grade": int(p.argmax()) + 1,
             "expected_grade": float((p * grades).sum()),
-            "probabilities": {str(g): round(float(q), 4) for g, q in zip(grades.tolist(), p)},
-            "edge_damage": round(float(edge[i]), 4),
+            "probabilities": [round(float(q), 4) for q in p],
+            "edge": round(float(edge[i]), 4),
             "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
         })
         if "criteria" in out:

@@ -27,9 +27,9 @@ def format_prediction(p: dict) -> str:
     if "subgrades" in p:
         lines.append("sub-grades: " + ", ".join(f"{name} {g}" for name, g in p["subgrades"].items()))
     lines.append("probabilities:")
-    for g, prob in p["probabilities"].items():
+    for g, prob in enumerate(p["probabilities"], start=1):
         lines.append(f"  {g:>2} {prob:6.1%} {'#' * int(round(prob * 40))}")
-    lines.append(f"edge/corner damage: {p['edge_damage']:.2f} (0 = pristine)")
+    lines.append(f"edge/corner damage: {p['edge']:.2f} (0 = pristine)")
     for side in ("front", "back"):
         lr, tb = p["centering"][side]
         lines.append(f"centering {side}: left/right {_ratio(lr)}, top/bottom {_ratio(tb)}")

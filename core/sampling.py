@@ -99,3 +99,11 @@ class EpochOrder(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def eval_indices(n: int, seed: int, rank: int, world_size: int, limit: int = 0) -> list[int]:
+    """This rank's part of an evaluation split: its whole shard, or with `limit` the first `limit` of a
+    fixed shuffle (the clean batches BatchNorm statistics are recomputed on)."""
+    if limit:
+        return shuffled_indices(n, seed, 0, rank, world_size)[:limit]
+    return shard_indices(n, rank, world_size)

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from core import checkpoint, distributed, latency, sampling, storage
 from core.augment import AugmentSeed
-from core.checkpoint import CheckpointError
+from core.checkpoint import CheckpointError, Position
 from core.config import Config, ConfigError, config_to_toml
 from core.data import ImageError, make_loader, model_inputs, prepare_datasets
 from core.device import make_compute, pick_device, seed_everything
@@ -50,18 +50,6 @@ class TrainingError(RuntimeError):
 
 class Preempted(Exception):
     """Raised inside the loop after the preemption checkpoint is written."""
-
-
-@dataclass
-class Position:
-    """Where training is: enough to continue exactly here."""
-    phase: int = 1
-    epoch: int = 1            # 1-based epoch within the phase
-    batches_done: int = 0     # micro-batches already consumed in this epoch
-    global_step: int = 0      # optimizer steps over the whole run
-    phase_step: int = 0       # optimizer steps in this phase (drives the LR schedule)
-    loss_sum: float = 0.0     # this epoch's running train loss so far, so a resumed epoch reports the same
-    loss_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,12 +142,8 @@ class Trainer:
             distributed.cleanup()
 
     def _maybe_resume(self) -> None:
-        if self.cfg.output.resume == "none" and self.is_main:
-            aside = checkpoint.claim_for_new_run(self.ckpt_dir, self.run_id)
-            if aside:
-                self.events.emit("warning", f"{self.ckpt_dir} held another run's checkpoints: moved them to "
-                                            f"{aside}", severity="WARNING")
         found = checkpoint.resume_point(self.cfg.output.resume, self.ckpt_dir, self.model_signature,
+                                        self.run_id, claim=self.is_main,
                                         warn=lambda m: self.events.emit("warning", m, severity="WARNING"),
                                         info=lambda m: self.events.emit("info", m))
         if found is None:
@@ -337,9 +321,7 @@ class Trainer:
         if (split, sides) not in self.eval_loaders:
             t, dataset = self.cfg.training, self.datasets[split][sides]
             rank, world = self.denv.rank, self.denv.world_size
-            indices = (sampling.shuffled_indices(len(dataset), t.seed, 0, rank, world)
-                       [:max_batches * t.batch_size] if max_batches else
-                       sampling.shard_indices(len(dataset), rank, world))
+            indices = sampling.eval_indices(len(dataset), t.seed, rank, world, max_batches * t.batch_size)
             self.eval_loaders[split, sides] = self._loader(dataset, sampling.EpochOrder(indices), drop_last=False,
                                                            batch_size=0 if max_batches else t.eval_batch_size)
         return self.eval_loaders[split, sides]

@@ -99,8 +99,8 @@ def test_the_lowest_subgrade_is_what_holds_the_grade_back():
         logits[i, grade - 1] = 5.0
     got = criterion_grades(logits)
     assert got == {"subgrades": dict(zip(CRITERIA, (9, 8, 9, 10))), "held_back_by": ["corners"]}
-    text = format_prediction({"grade": 8, "expected_grade": 8.1, "probabilities": {str(g): 0.1 for g in range(1, 11)},
-                              "edge_damage": 0.2, "centering": {"front": [0.5, 0.5], "back": [0.5, 0.5]}, **got})
+    text = format_prediction({"grade": 8, "expected_grade": 8.1, "probabilities": [0.1] * 10,
+                              "edge": 0.2, "centering": {"front": [0.5, 0.5], "back": [0.5, 0.5]}, **got})
     assert text.splitlines()[0].startswith("PSA grade: 8, held back by corners")
     assert "sub-grades: centering 9, corners 8, edges 9, surface 10" in text
     perfect = torch.zeros(4, 10)

@@ -14,8 +14,11 @@ def test_bytes_and_paths_grade_identically(tiny_model_dir, card_scans):
     from_paths = predict_card(model, config, front, back)
     from_bytes = predict_card(model, config, Path(front).read_bytes(), Path(back).read_bytes())
     assert from_paths == from_bytes
-    assert set(from_paths) == {"grade", "expected_grade", "probabilities", "edge_damage", "centering"}
-    assert list(from_paths["probabilities"]) == [str(g) for g in range(1, 11)]
+    assert set(from_paths) == {"grade", "expected_grade", "probabilities", "edge", "centering"}
+    probs = from_paths["probabilities"]   # grades 1..10 in order, as the serving contract shows them
+    assert len(probs) == 10 and sum(probs) == pytest.approx(1.0, abs=1e-3)
+    assert from_paths["grade"] == probs.index(max(probs)) + 1
+    assert from_paths["expected_grade"] == pytest.approx(sum(g * q for g, q in enumerate(probs, 1)), abs=2e-3)
 
 
 def test_a_batch_grades_each_card_as_alone(tiny_model_dir, card_scans):

@@ -66,3 +66,13 @@ def test_shuffled_shards_partition_one_seeded_permutation():
     drawn = [shuffled_indices(11, 5, 3, r, 2) for r in range(2)]
     assert sorted(drawn[0] + drawn[1]) == list(range(11))
     assert drawn[0] != list(range(0, 11, 2))
+
+
+def test_eval_indices_are_the_shard_or_a_fixed_prefix_of_a_shuffle():
+    from core.sampling import eval_indices
+
+    assert [eval_indices(10, 3, r, 3) for r in range(3)] == [shard_indices(10, r, 3) for r in range(3)]
+    prefix = [eval_indices(40, 3, r, 2, limit=6) for r in range(2)]
+    assert prefix == [shuffled_indices(40, 3, 0, r, 2)[:6] for r in range(2)]
+    assert prefix == [eval_indices(40, 3, r, 2, limit=6) for r in range(2)]   # the same batches every epoch
+    assert not set(prefix[0]) & set(prefix[1])                                # ranks recompute on their own cards

@@ -73,6 +73,8 @@ def test_predict_round_trips_the_fields_core_predict_prints(server, tiny_model, 
         assert set(g) == set(w)
         assert g["expected_grade"] == pytest.approx(w["expected_grade"], abs=1e-4)
         assert g["probabilities"] == pytest.approx(w["probabilities"], abs=2e-4)
+        # the contract's shape: 10 floats for grades 1..10, the edge estimate, both sides' centering
+        assert len(g["probabilities"]) == 10 and 0 <= g["edge"] <= 1 and set(g["centering"]) == {"front", "back"}
 
 
 @pytest.mark.parametrize("body, expected", [

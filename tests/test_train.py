@@ -270,8 +270,8 @@ def test_predict_cli_prints_grade_distribution_edge_and_centering(smoke_run, smo
     assert predict_main(["--model", str(out / "model"), rec.front, rec.back, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 1 <= result["grade"] <= 10
-    assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-3
-    assert 0 <= result["edge_damage"] <= 1 and len(result["centering"]["front"]) == 2
+    assert len(result["probabilities"]) == 10 and abs(sum(result["probabilities"]) - 1.0) < 1e-3
+    assert 0 <= result["edge"] <= 1 and len(result["centering"]["front"]) == 2
 
 
 def test_predict_on_a_missing_model_is_one_line_exit_2(tmp_path, capsys):
