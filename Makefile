@@ -20,11 +20,10 @@ $(CORE_STAMP): pyproject.toml
 	$(BIN)/python -c "import torch, torchvision"   # fail here, not mid-run
 	touch $(CORE_STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/pip install -q -e '.[cockpit,gcs,serve,test]' 2>&1 | $(PIP_QUIET)
-	$(BIN)/python -c "import torch, torchvision, textual, starlette, uvicorn"   # fail here, not mid-run
-	touch $(STAMP) $(CORE_STAMP)
+	$(BIN)/python -c "import textual, starlette, uvicorn"   # fail here, not mid-run
+	touch $(STAMP)
 
 setup: $(STAMP)
 

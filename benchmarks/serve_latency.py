@@ -1,7 +1,7 @@
 """Latency of the grader served by core.serve, per card, on this machine (README "Serve the grader").
 
-For each preset's architecture (local: resnet18 at 96x128; cloud: resnet50 at 224x320), an exported model
-is graded with the same front/back JPEG scans:
+For each preset's architecture (local: resnet18 at 72x96 with crops; cloud: resnet50 at 224x320), an exported
+model is graded with the same front/back JPEG scans:
   - batch 1, in-process: core.inference.predict_cards (decode + letterbox + forward), median and p95;
   - batch 1, over HTTP: POST /predict to core.serve on 127.0.0.1 (base64 JSON, one keep-alive connection);
   - batch 32: cards/s, in-process and over HTTP (one request of 32 instances);
