@@ -52,8 +52,9 @@ RUN python -m core.weights resnet50 && chmod -R a+rX /opt/torch
 # ---- serve: the `serve` extra (pinned) on top of the same code; Vertex AI sets AIP_HTTP_PORT,
 # AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE and AIP_STORAGE_URI (the Model's artifacts), which core.serve reads.
 FROM base AS serve
-RUN python -m pip install --no-cache-dir "starlette==1.10.0" "uvicorn==0.55.0" \
-    && python -c "import core.serve, starlette, uvicorn"
+RUN python -m pip install --no-cache-dir "starlette==1.10.0" "uvicorn==0.55.0" "httptools==0.9.0" \
+        "uvloop==0.23.0" "orjson==3.13.0" "pybase64==1.5.1" \
+    && python -c "import core.serve, starlette, uvicorn, httptools, uvloop, orjson, pybase64"
 USER 10001
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "core.serve"]

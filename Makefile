@@ -22,7 +22,7 @@ $(CORE_STAMP): pyproject.toml
 
 $(STAMP): $(CORE_STAMP)
 	$(BIN)/pip install -q -e '.[cockpit,gcs,serve,test]' 2>&1 | $(PIP_QUIET)
-	$(BIN)/python -c "import textual, starlette, uvicorn"   # fail here, not mid-run
+	$(BIN)/python -c "import textual, starlette, uvicorn, orjson, pybase64"   # fail here, not mid-run
 	touch $(STAMP)
 
 setup: $(STAMP)
