@@ -7,6 +7,8 @@ log lines while the UI stays responsive.
    starts to the first refresh of the screen (`call_after_refresh` from on_mount), headless, 100x30.
    Also reports the process's CPU time to the same two points (steadier than wall time when others
    share the machine) and whether torch or the Google SDKs were imported by then (they must not be).
+   Alternating with those runs, the same is timed for a bare Textual app (one Static and the Footer):
+   Python's start plus Textual's import and first frame, the floor under any Textual program here.
 2. Log throughput: a producer thread feeds N lines (JSON metric lines and plain ones, as a trainer
    prints them) through the Run/Logs section's LineFeed, as the tail worker does; the UI drains the feed
    on its timer. Reports lines/s from first put to last line in the Log, and the event loop's worst stall
@@ -58,11 +60,46 @@ Timed("presets/local.toml").run(headless=True, size=(100, 30))
 """
 
 
+BARE = r"""
+import sys, time
+from textual.app import App
+from textual.widgets import Footer, Static
+
+class Bare(App):
+    painted = False
+
+    def compose(self):
+        yield Static("psa-cockpit")
+        yield Footer()
+
+    def _display(self, screen, renderable):
+        if renderable is not None and not self.painted:
+            self.painted = True
+            print("PAINT", time.time(), "-", time.process_time(), flush=True)
+            self.exit()
+        super()._display(screen, renderable)
+
+Bare().run(headless=True, size=(100, 30))
+"""
+
+
+def bare_textual_paint() -> tuple[float, float]:
+    """(wall s, CPU s) from launch to the first paint of a bare Textual app."""
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", BARE], capture_output=True, text=True, cwd=REPO, check=True)
+    stamp = next(ln.split(" ") for ln in out.stdout.splitlines() if ln.startswith("PAINT"))
+    return float(stamp[1]) - start, float(stamp[3])
+
+
 def first_paint(runs: int) -> None:
     paints, readies, heavy = [], [], ""
     cpu_paints, cpu_readies = [], []  # CPU seconds of the process: less sensitive to a busy machine
+    bare, cpu_bare = [], []
     code = CHILD.format(repo=str(REPO))
     for _ in range(runs):
+        wall, cpu = bare_textual_paint()
+        bare.append(wall)
+        cpu_bare.append(cpu)
         start = time.time()
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
         stamps = {ln.split(" ")[0]: ln.split(" ") for ln in out.stdout.splitlines() if ln[:5] in ("PAINT", "READY")}
@@ -78,6 +115,8 @@ def first_paint(runs: int) -> None:
           f"form mounted: median {statistics.median(cpu_readies):.2f} s (load average now "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"heavy modules imported by first paint: {'none' if heavy == '-' else heavy}")
+    print(f"a bare Textual app (Static + Footer), same runs: first paint median {statistics.median(bare):.2f} s "
+          f"wall, {statistics.median(cpu_bare):.2f} s CPU (Python + Textual's import and first frame)")
 
 
 def trainer_lines(n: int) -> list:
