@@ -65,3 +65,43 @@ def test_first_screen_imports_no_cloud_sdk_torch_or_later_sections(tmp_path):
     # ...and a section is imported and built the first time it is shown.
     assert seen["run_shown"] == ["run", "RunSection"]
     assert "cockpit.tui.sections.run" in seen["after_run"] and "textual_plotext" in seen["after_run"]
+
+
+GC_CHILD = r"""
+import asyncio, gc, json
+
+from cockpit.tui.app import CockpitApp
+
+class Probe(CockpitApp):
+    def on_mount(self):
+        super().on_mount()
+        self.gc_at_mount = gc.isenabled()
+
+async def main():
+    seen = {}
+    app = Probe("presets/local.toml", runs_dir="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        while not app.presets_section.form.ready:
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)  # the start-up check runs every 50 ms
+        seen["at_mount"], seen["form_complete"] = app.gc_at_mount, gc.isenabled()
+    quick = Probe("presets/local.toml", runs_dir="runs")  # quit before the form is complete
+    async with quick.run_test(size=(100, 30)) as pilot:
+        await pilot.press("q")
+    seen["after_quick_quit"] = gc.isenabled()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+def test_garbage_collector_paused_only_while_the_first_screen_builds(tmp_path):
+    """Start-up pauses the cyclic collector (benchmarks/tui_bench.py: ~20 % of the time to first paint);
+    it must be back on once the form is complete, and when the app ends before that."""
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", GC_CHILD], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen == {"at_mount": False, "form_complete": True, "after_quick_quit": True}

@@ -9,9 +9,11 @@ inside those workers; a failed worker becomes an error dialog with the engine's 
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
@@ -57,6 +59,7 @@ def section_class(section_id: str) -> type[Section]:
     module, _, name = SECTION_CLASSES[section_id].partition(":")
     return cast("type[Section]", getattr(importlib.import_module(module), name))
 ESTIMATE_DEBOUNCE_S = 0.25
+STARTUP_GC_PAUSE_MAX_S = 10.0  # the collector is back on by then even if the form never completes
 
 
 def one_line(exc: BaseException) -> str:
@@ -107,6 +110,7 @@ class CockpitApp(App):
         self.submitted: Any = None      # the JobInfo of the last job this app submitted
         self.pulled: Path | None = None  # where the last pull put a model
         self._mounting: dict[str, Any] = {}  # section id -> its pending mount (first show)
+        self._gc_paused = False
 
     # -- layout ------------------------------------------------------------------------------------------
 
@@ -118,10 +122,35 @@ class CockpitApp(App):
                         yield self.build_section(sid)
         yield Footer()
 
+    def on_load(self) -> None:
+        # Start-up builds a few hundred widgets and their styles, all of which live as long as the app,
+        # and the cyclic collector kept walking them while they were built: ~20 % of the time to the
+        # first paint and to the whole form (benchmarks/tui_bench.py). It is paused until the form is
+        # complete (or STARTUP_GC_PAUSE_MAX_S, or the app ends), then runs as usual.
+        if gc.isenabled():
+            gc.disable()
+            self._gc_paused = True
+
     def on_mount(self) -> None:
         self.sub_title = show_path(self.doc.path)
         self.validate_document()
         self.schedule_estimate(delay=0)
+        if self._gc_paused:
+            self._startup_deadline = time.monotonic() + STARTUP_GC_PAUSE_MAX_S
+            self._startup_timer = self.set_interval(0.05, self._check_startup_done)
+
+    def _check_startup_done(self) -> None:
+        if self.presets_section.form.ready or time.monotonic() > self._startup_deadline:
+            self._startup_timer.stop()
+            self._resume_gc()
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
+
+    def on_unmount(self) -> None:
+        self._resume_gc()
 
     # -- sections ----------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import tomlkit
 from textual.app import ComposeResult
 from textual.containers import Container, VerticalScroll
-from textual.lazy import Lazy
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
@@ -86,13 +85,16 @@ EAGER_GROUPS = 2  # [data] and [model] fill the first screen
 class FormGroup(Container):
     """One preset section's rows: a two-column grid (key, control)."""
 
-    def __init__(self, section: str):
+    def __init__(self, form: PresetForm, section: str, specs: list[FieldSpec]):
         super().__init__(classes="form-group", id=f"group-{section}")
-        self.section = section
+        self.form, self.section, self.specs = form, section, specs
+
+    def compose(self) -> ComposeResult:
+        yield from self.form.group_rows(self.section, self.specs)
 
     def on_mount(self) -> None:
         if self.section == "cloud":  # the catalog selects exist now: offer only valid choices
-            self.query_ancestor(PresetForm).sync_catalog(fix=False)
+            self.form.sync_catalog(fix=False)
 
 
 class PresetForm(VerticalScroll):
@@ -116,27 +118,39 @@ class PresetForm(VerticalScroll):
         self.doc = doc
         self.specs = {(s.section, s.key): s for s in schema()}
         self.messages: dict[str, str] = {}  # "section--key" -> the engine's message, for invalid rows
+        self._later_groups: list[FormGroup] = []  # mounted after the first paint
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        doc = self.doc
         by_section: dict[str, list[FieldSpec]] = {}
         for spec in schema():
             by_section.setdefault(spec.section, []).append(spec)
-        for index, (section, specs) in enumerate(by_section.items()):
-            group = FormGroup(section)
-            # What the first screen shows is mounted at once; the rest right after the first paint.
-            with group if index < EAGER_GROUPS else Lazy(group):
-                if index == 0:
-                    description = str(doc.get(None, "description") or "") if doc else ""
-                    yield from self._row("top", "description", compact(Input(
-                        description, id="top--description", tooltip="what this preset is for (top-level key)",
-                        validate_on=[])))
-                yield Static(f"[{section}]", classes="form-section", markup=False)
-                for spec in specs:
-                    value = doc.get(spec.section, spec.key) if doc else spec.default
-                    yield from self._row(spec.section, spec.key, self._control(spec, value))
+        groups = [FormGroup(self, section, specs) for section, specs in by_section.items()]
+        # What the first screen shows is mounted at once; the rest right after the first paint.
+        yield from groups[:EAGER_GROUPS]
+        self._later_groups = groups[EAGER_GROUPS:]
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._mount_later_groups)
+
+    async def _mount_later_groups(self) -> None:
+        if self.is_attached and self._later_groups:  # not when the app quit before the first refresh
+            groups, self._later_groups = self._later_groups, []
+            await self.mount_all(groups)
+
+    def group_rows(self, section: str, specs: list[FieldSpec]) -> ComposeResult:
+        """A section's rows (the top-level description first, above the first section)."""
+        doc = self.doc
+        if section == next(iter(self.specs))[0]:
+            description = str(doc.get(None, "description") or "") if doc else ""
+            yield from self._row("top", "description", compact(Input(
+                description, id="top--description", tooltip="what this preset is for (top-level key)",
+                validate_on=[])))
+        yield Static(f"[{section}]", classes="form-section", markup=False)
+        for spec in specs:
+            value = doc.get(spec.section, spec.key) if doc else spec.default
+            yield from self._row(spec.section, spec.key, self._control(spec, value))
 
     def watch_has_focus(self, has_focus: bool) -> None:
         # Textual restyles a widget and every descendant when its focus changes; no rule styles the rows
@@ -146,8 +160,11 @@ class PresetForm(VerticalScroll):
 
     @property
     def ready(self) -> bool:
-        """Every section's rows are mounted (the lazy ones follow the first paint)."""
-        return len(self.query(FormGroup)) == len({s.section for s in self.specs.values()})
+        """Every section's rows are mounted (the lazy ones follow the first paint). A group counts once it
+        is mounted itself, which Textual does after its whole subtree: a group merely attached may still
+        be composing its selects."""
+        groups = list(self.query(FormGroup).results(FormGroup))
+        return len(groups) == len({s.section for s in self.specs.values()}) and all(g.is_mounted for g in groups)
 
     def _row(self, section: str, key: str, control: Any) -> ComposeResult:
         inherited = self.doc is not None and section != "top" and not self.doc.is_set_here(section, key)
