@@ -12,7 +12,6 @@ import tomlkit
 from textual.app import ComposeResult
 from textual.containers import Container, VerticalScroll
 from textual.message import Message
-from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from core.config import FieldSpec, parse_value, schema
@@ -21,7 +20,7 @@ from cockpit.errors import CockpitError
 from cockpit.presets import PresetDocument
 from cockpit.tui.paths import short_paths
 
-WidgetT = TypeVar("WidgetT", bound=Widget)
+CompactT = TypeVar("CompactT", bound="Input | Select[Any] | Checkbox")  # the controls with a compact style
 CATALOG_KEYS = ("region", "machine_type", "accelerator_type", "accelerator_count")
 
 
@@ -68,13 +67,13 @@ class BoolField(Checkbox):
         self.label = to_text(self.value)
 
 
-def compact(widget: WidgetT) -> WidgetT:
+def compact(widget: CompactT) -> CompactT:
     """`widget` in its compact style (no border), set before it is mounted.
 
     The same as passing `compact=True` to the constructor, minus one restyle of the widget per control:
     that argument toggles the CSS class through a reactive, and a class change restyles the node at once,
     mounted or not. With ~80 controls that was a fifth of the time to the first paint (tui_bench.py)."""
-    widget.set_reactive(type(widget).compact, True)  # type: ignore[attr-defined]
+    widget.set_reactive(type(widget).compact, True)
     widget.add_class("-textual-compact", update=False)
     return widget
 
