@@ -36,6 +36,8 @@ sys.path.insert(0, str(REPO))
 CHILD = r"""
 import sys, time
 sys.path.insert(0, {repo!r})
+from cockpit.tui.startup import pause_gc
+pause_gc()  # what `psa-cockpit` does before importing the TUI (cockpit.cli._tui)
 from cockpit.tui.app import CockpitApp
 
 class Timed(CockpitApp):

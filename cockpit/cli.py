@@ -140,9 +140,13 @@ def _tui(args: list[str]) -> int:
         print(f"error: unexpected arguments {' '.join(args[1:])!r}; see psa-cockpit --help", file=sys.stderr)
         return EXIT_USAGE
     preset = args[0] if args else "presets/local.toml"
+    from cockpit.tui.startup import pause_gc, resume_gc
+
+    pause_gc()  # Textual's import is part of start-up too (cockpit/tui/startup.py); run_tui resumes it
     try:
         from cockpit.tui.app import run_tui
     except ImportError as exc:
+        resume_gc()
         print(f"error: the terminal UI is not available ({exc}); use the headless commands "
               f"(psa-cockpit --help)", file=sys.stderr)
         return EXIT_USAGE

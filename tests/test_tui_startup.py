@@ -105,3 +105,27 @@ def test_garbage_collector_paused_only_while_the_first_screen_builds(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen == {"at_mount": False, "form_complete": True, "after_quick_quit": True}
+
+
+def test_cli_pauses_the_collector_for_the_import_and_a_bad_preset_turns_it_back_on(tmp_path):
+    """`psa-cockpit` pauses the collector before importing Textual; an app that never starts (here a
+    preset that does not exist: exit 2) must not leave it off."""
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    code = ("import gc, sys\n"
+            "import cockpit.tui.startup as startup\n"
+            "seen = []\n"
+            "real_pause = startup.pause_gc\n"
+            "def pause():\n"
+            "    real_pause()\n"
+            "    seen.append(('paused', gc.isenabled(), 'textual' in sys.modules))\n"
+            "startup.pause_gc = pause\n"
+            "from cockpit.cli import main\n"
+            "rc = main(['presets/missing.toml'])\n"
+            "print(rc, seen, gc.isenabled())\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "missing.toml" in proc.stderr
+    # paused before Textual was imported, off while paused, back on after the refusal
+    assert proc.stdout.strip() == "2 [('paused', False, False)] True"

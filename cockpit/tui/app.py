@@ -9,7 +9,6 @@ inside those workers; a failed worker becomes an error dialog with the engine's 
 """
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import sys
@@ -33,6 +32,7 @@ from cockpit.tui.estimate_panel import CostPanel, EstimateResult
 from cockpit.tui.paths import short_paths, show_path
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.presets import PresetsSection
+from cockpit.tui.startup import gc_paused, pause_gc, resume_gc
 
 if TYPE_CHECKING:  # imported when first shown (SECTION_CLASSES); named here for the typed accessors only
     from cockpit.tui.sections.build import BuildSection
@@ -110,7 +110,6 @@ class CockpitApp(App):
         self.submitted: Any = None      # the JobInfo of the last job this app submitted
         self.pulled: Path | None = None  # where the last pull put a model
         self._mounting: dict[str, Any] = {}  # section id -> its pending mount (first show)
-        self._gc_paused = False
 
     # -- layout ------------------------------------------------------------------------------------------
 
@@ -123,34 +122,23 @@ class CockpitApp(App):
         yield Footer()
 
     def on_load(self) -> None:
-        # Start-up builds a few hundred widgets and their styles, all of which live as long as the app,
-        # and the cyclic collector kept walking them while they were built: ~20 % of the time to the
-        # first paint and to the whole form (benchmarks/tui_bench.py). It is paused until the form is
-        # complete (or STARTUP_GC_PAUSE_MAX_S, or the app ends), then runs as usual.
-        if gc.isenabled():
-            gc.disable()
-            self._gc_paused = True
+        pause_gc()  # until the form is complete (cockpit/tui/startup.py says why)
 
     def on_mount(self) -> None:
         self.sub_title = show_path(self.doc.path)
         self.validate_document()
         self.schedule_estimate(delay=0)
-        if self._gc_paused:
+        if gc_paused():
             self._startup_deadline = time.monotonic() + STARTUP_GC_PAUSE_MAX_S
             self._startup_timer = self.set_interval(0.05, self._check_startup_done)
 
     def _check_startup_done(self) -> None:
         if self.presets_section.form.ready or time.monotonic() > self._startup_deadline:
             self._startup_timer.stop()
-            self._resume_gc()
-
-    def _resume_gc(self) -> None:
-        if self._gc_paused:
-            self._gc_paused = False
-            gc.enable()
+            resume_gc()
 
     def on_unmount(self) -> None:
-        self._resume_gc()
+        resume_gc()
 
     # -- sections ----------------------------------------------------------------------------------------
 
@@ -474,7 +462,11 @@ def run_tui(preset_path: str | None) -> int:
     try:
         app = CockpitApp(preset_path)
     except CockpitError as exc:
+        resume_gc()  # the CLI paused it for the start-up that ends here
         print(f"psa-cockpit: {exc.message}", file=sys.stderr)
         return exc.exit_code or EXIT_USAGE
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        resume_gc()  # the app resumes it once the form is complete; this covers an app that never got there
     return result if isinstance(result, int) else 0
