@@ -10,6 +10,7 @@ from core.config import config_from_dict
 from cockpit.catalog import PACKAGED_CATALOG, load_catalog
 from cockpit.errors import CockpitError
 from cockpit.estimate import (GB, STATE_DICT_NUMBERS, Estimate, StepTime, count_state_dict_numbers, dataset_size,
+                              estimate_with_alternatives,
                               estimate, format_estimate, parameter_count, quick_benchmark, step_time_from_runs,
                               storage_estimate, target_samples_per_s)
 
@@ -181,6 +182,29 @@ def test_dataset_size_comes_from_the_splits_file(tmp_path):
     splits.write_text(json.dumps({"version": 1, "train": [{}] * 7, "val": [{}] * 3, "test": []}))
     cfg = config_from_dict({"data": {"splits": str(splits)}})
     assert dataset_size(cfg) == (7, 3, str(splits))
+
+
+def test_the_cost_table_reads_the_splits_file_once_and_again_only_when_it_changes(tmp_path, catalog,
+                                                                                 monkeypatch):
+    """~65 machines are priced per edit: parsing splits.json for each took a second of CPU at 4000 cards."""
+    import types
+
+    import cockpit.estimate as estimate_module
+
+    parses = []
+    spy = types.SimpleNamespace(loads=lambda text: parses.append(1) or json.loads(text))
+    monkeypatch.setattr(estimate_module, "json", spy)
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"version": 1, "train": [{}] * 7, "val": [{}] * 3, "test": []}))
+    cfg = make_cfg(tmp_path, data={"splits": str(splits)})
+    main, alternatives = estimate_with_alternatives(cfg, catalog, runs_dir=None)
+    assert len(alternatives) > 10 and (main.train_cards, main.val_cards) == (7, 3)
+    assert len(parses) == 1
+    estimate_with_alternatives(cfg, catalog, runs_dir=None)
+    assert len(parses) == 1
+    splits.write_text(json.dumps({"version": 1, "train": [{}] * 12, "val": [{}] * 4, "test": []}))
+    main, _ = estimate_with_alternatives(cfg, catalog, runs_dir=None)
+    assert (main.train_cards, main.val_cards) == (12, 4) and len(parses) == 2
 
 
 def test_dataset_size_without_splits_uses_synthetic_n(tmp_path):
