@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
@@ -29,10 +28,11 @@ from cockpit.presets import PresetDocument
 from cockpit.tui.commands import CockpitCommands
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen, SubmitDialog
 from cockpit.tui.estimate_panel import CostPanel, EstimateResult
+from cockpit.tui.form import PresetForm
 from cockpit.tui.paths import short_paths, show_path
 from cockpit.tui.sections import Section
 from cockpit.tui.sections.presets import PresetsSection
-from cockpit.tui.startup import gc_paused, pause_gc, resume_gc
+from cockpit.tui.startup import pause_gc, resume_gc
 
 if TYPE_CHECKING:  # imported when first shown (SECTION_CLASSES); named here for the typed accessors only
     from cockpit.tui.sections.build import BuildSection
@@ -59,7 +59,6 @@ def section_class(section_id: str) -> type[Section]:
     module, _, name = SECTION_CLASSES[section_id].partition(":")
     return cast("type[Section]", getattr(importlib.import_module(module), name))
 ESTIMATE_DEBOUNCE_S = 0.25
-STARTUP_GC_PAUSE_MAX_S = 10.0  # the collector is back on by then even if the form never completes
 
 
 def one_line(exc: BaseException) -> str:
@@ -128,14 +127,9 @@ class CockpitApp(App):
         self.sub_title = show_path(self.doc.path)
         self.validate_document()
         self.schedule_estimate(delay=0)
-        if gc_paused():
-            self._startup_deadline = time.monotonic() + STARTUP_GC_PAUSE_MAX_S
-            self._startup_timer = self.set_interval(0.05, self._check_startup_done)
 
-    def _check_startup_done(self) -> None:
-        if self.presets_section.form.ready or time.monotonic() > self._startup_deadline:
-            self._startup_timer.stop()
-            resume_gc()
+    def on_preset_form_completed(self, event: PresetForm.Completed) -> None:
+        resume_gc()  # start-up is over (an app that ends sooner resumes it in on_unmount)
 
     def on_unmount(self) -> None:
         resume_gc()

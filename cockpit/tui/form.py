@@ -133,10 +133,14 @@ class PresetForm(VerticalScroll):
     def on_mount(self) -> None:
         self.call_after_refresh(self._mount_later_groups)
 
+    class Completed(Message):
+        """Every group of the form is mounted: the cockpit's start-up is over."""
+
     async def _mount_later_groups(self) -> None:
         if self.is_attached and self._later_groups:  # not when the app quit before the first refresh
             groups, self._later_groups = self._later_groups, []
             await self.mount_all(groups)
+            self.post_message(self.Completed())
 
     def group_rows(self, section: str, specs: list[FieldSpec]) -> ComposeResult:
         """A section's rows (the top-level description first, above the first section)."""

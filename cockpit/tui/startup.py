@@ -3,7 +3,7 @@
 Start-up imports Textual and builds a few hundred widgets and their styles, all of which live as long as
 the app, and the collector kept walking them while they were made: about a fifth of the time to the first
 paint (benchmarks/tui_bench.py). `psa-cockpit` pauses it before importing the TUI; the app pauses it on
-load if nobody did (tests, embedding) and resumes it once the preset form is complete, or when it ends.
+load if nobody did (tests, embedding) and resumes it when the preset form reports it is complete, or when it ends.
 Imports nothing, so the CLI can call it before Textual is loaded.
 """
 from __future__ import annotations
@@ -27,7 +27,3 @@ def resume_gc() -> None:
     if _paused:
         _paused = False
         gc.enable()
-
-
-def gc_paused() -> bool:
-    return _paused
