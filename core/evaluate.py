@@ -22,6 +22,7 @@ from core import latency, storage
 from core.checkpoint import CheckpointError
 from core.data import CardDataset, ImageError, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
+from core.grade_rule import predicted_grades, predicted_subgrades
 from core.metrics import format_report, report_from_confusion
 from core.records import CRITERIA, SplitsError, load_splits
 
@@ -33,7 +34,7 @@ def predict_records(model, records, image_size, sides, batch_size: int = 64, dev
     dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops)
     preds = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        preds.append(model(**model_inputs(batch, sides, torch.device(device), False))["logits"].argmax(dim=1).cpu() + 1)
+        preds.append(predicted_grades(model(**model_inputs(batch, sides, torch.device(device), False))).cpu() + 1)
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
@@ -53,7 +54,7 @@ def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=
             outputs = model(**to_inputs(batch))
         if loss_fn is not None:
             loss_sum += loss_fn(outputs, batch).double() * len(batch["grade"])
-        pred = outputs["logits"].float().argmax(dim=1)
+        pred = predicted_grades(outputs)
         confusion.index_put_((batch["grade"].to(device), pred), torch.ones_like(pred, dtype=torch.float64),
                              accumulate=True)
         if "criteria" in outputs:
@@ -61,7 +62,7 @@ def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=
             true = batch["subgrades"].to(device)
             which = torch.arange(len(CRITERIA), device=device).expand_as(true)
             criteria.index_put_((which.flatten(), true.clamp(min=0).flatten(),
-                                 outputs["criteria"].float().argmax(-1).flatten()),
+                                 predicted_subgrades(outputs["criteria"]).flatten()),
                                 (true >= 0).flatten().double(), accumulate=True)
     return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
 

@@ -14,6 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_inputs
 from core.export import load_exported
+from core.grade_rule import grade_probabilities, median_class, predicted_subgrades
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -53,8 +54,9 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     """Grade preprocessed cards (`preprocess` outputs) in one forward pass; one field dict per card.
 
     The fields are what `python -m core.predict --json` prints and core.serve returns (the response of
-    the Vertex AI prediction contract, README "Serve the grader"): grade, expected_grade, probabilities
-    (10 floats, grades 1..10 in order), edge (edge/corner damage, 0 = pristine), centering (front/back:
+    the Vertex AI prediction contract, README "Serve the grader"): grade (the median of probabilities,
+    core/grade_rule.py), expected_grade, probabilities (10 floats, grades 1..10 in order; with criterion
+    heads pooled with the distribution they imply), edge (edge/corner damage, 0 = pristine), centering (front/back:
     left-right and top-bottom shares), and for a model with criterion heads subgrades (criterion -> 1..10) and
     held_back_by (the lowest criteria: the grade is the minimum of the criteria, docs/design.md §2; empty
     when every criterion is a 10). This is the only place they are computed.
@@ -62,14 +64,15 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     sides = model_sides(config)
     device = next(model.parameters()).device
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
-    probs = torch.softmax(out["logits"].float(), dim=1).cpu()
+    probs = grade_probabilities(out["logits"], out.get("criteria")).cpu()
+    decided = median_class(probs)
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
     grades = torch.arange(1, probs.shape[1] + 1)
     results = []
     for i in range(len(cards)):
         p, c = probs[i], centering[i].tolist()
         results.append({
-            "grade": int(p.argmax()) + 1,
+            "grade": int(decided[i]) + 1,
             "expected_grade": float((p * grades).sum()),
             "probabilities": [round(float(q), 4) for q in p],
             "edge": round(float(edge[i]), 4),
@@ -82,7 +85,7 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
 
 def criterion_grades(logits: torch.Tensor) -> dict:
     """[4, 10] sub-grade logits -> {"subgrades": {criterion: 1..10}, "held_back_by": [criteria]}."""
-    subgrades = {name: int(g) + 1 for name, g in zip(CRITERIA, logits.float().argmax(-1))}
+    subgrades = {name: int(g) + 1 for name, g in zip(CRITERIA, predicted_subgrades(logits))}
     lowest = min(subgrades.values())
     return {"subgrades": subgrades,
             "held_back_by": [n for n, g in subgrades.items() if g == lowest] if lowest < 10 else []}

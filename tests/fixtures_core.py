@@ -19,7 +19,8 @@ def _private_cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PSA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "psa-cache"))
 
 
-def export_random_model(model_dir, sides=("front", "back"), backbone="resnet18", image_size=(48, 64)):
+def export_random_model(model_dir, sides=("front", "back"), backbone="resnet18", image_size=(48, 64),
+                        criteria=False):
     """A randomly initialised (seeded) exported model: what serving and prediction tests grade with.
 
     resnet18, not mobilenet: an untrained mobilenet_v3_small answers every image alike.
@@ -30,7 +31,7 @@ def export_random_model(model_dir, sides=("front", "back"), backbone="resnet18",
     from core.model import DualBranchGrader
 
     torch.manual_seed(0)
-    export_model(DualBranchGrader(backbone=backbone), str(model_dir),
+    export_model(DualBranchGrader(backbone=backbone, criteria=criteria), str(model_dir),
                  {"image_size": list(image_size), "sides": list(sides)})
     return str(model_dir)
 

@@ -17,7 +17,10 @@ def test_bytes_and_paths_grade_identically(tiny_model_dir, card_scans):
     assert set(from_paths) == {"grade", "expected_grade", "probabilities", "edge", "centering"}
     probs = from_paths["probabilities"]   # grades 1..10 in order, as the serving contract shows them
     assert len(probs) == 10 and sum(probs) == pytest.approx(1.0, abs=1e-3)
-    assert from_paths["grade"] == probs.index(max(probs)) + 1
+    # The grade is the distribution's median (core/grade_rule.py): the first grade whose cumulative
+    # probability reaches 1/2 (probabilities are rounded to 4 places, hence the slack).
+    grade = from_paths["grade"]
+    assert sum(probs[:grade - 1]) < 0.5 + 1e-3 and sum(probs[:grade]) >= 0.5 - 1e-3
     assert from_paths["expected_grade"] == pytest.approx(sum(g * q for g, q in enumerate(probs, 1)), abs=2e-3)
 
 
@@ -43,3 +46,18 @@ def test_missing_side_and_undecodable_bytes_name_the_problem(tiny_model_dir, car
         predict_card(model, config, None, card_scans[0][1])
     with pytest.raises(ImageError, match="cannot decode image"):
         predict_card(model, config, b"not a jpeg", card_scans[0][1])
+
+
+def test_evaluation_and_prediction_grade_by_the_same_rule(tmp_path, card_scans):
+    """core.evaluate (validation, test reports) and core.inference (predict, serve) turn a criterion
+    model's outputs into the same grades, by core/grade_rule.py."""
+    from core.evaluate import predict_records
+    from core.records import CardRecord
+
+    model, config = load_model(export_random_model(tmp_path / "m", criteria=True))
+    records = [CardRecord(id=f"c{i}", front=f, back=b, grade=5) for i, (f, b) in enumerate(card_scans)]
+    evaluated = predict_records(model, records, config["image_size"], ("front", "back")).tolist()
+    predicted = [r["grade"] for r in predict_cards(model, config, [{"front": f, "back": b} for f, b in card_scans])]
+    assert evaluated == predicted
+    assert all("subgrades" in r for r in predict_cards(model, config, [{"front": card_scans[0][0],
+                                                                         "back": card_scans[0][1]}]))

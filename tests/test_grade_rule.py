@@ -1,0 +1,67 @@
+"""The rule from model outputs to a grade (core/grade_rule.py): the median of the grade distribution, pooled
+with the distribution the criterion heads imply (the grade is the lowest criterion, docs/design.md §2)."""
+import math
+
+import pytest
+import torch
+
+from core.grade_rule import (CRITERIA_WEIGHT, criteria_implied, grade_probabilities, median_class,
+                             predicted_grades, predicted_subgrades)
+
+
+def _logits(probs: list[float]) -> torch.Tensor:
+    return torch.tensor([probs]).log()
+
+
+def test_the_grade_is_the_median_not_the_mode():
+    # Mode at grade 10 (0.4), but 60 % of the mass is at 8 or below: the median is 8.
+    probs = torch.tensor([[0, 0, 0, 0, 0, 0, 0.3, 0.3, 0, 0.4]])
+    assert int(median_class(probs)[0]) + 1 == 8
+    assert int(probs.argmax()) + 1 == 10
+    # A distribution with one clear class gives that class.
+    assert int(median_class(torch.eye(10)[[3]])[0]) + 1 == 4
+
+
+def test_the_median_never_runs_past_the_last_grade():
+    short = torch.full((1, 10), 0.04)  # mass that never reaches 1/2 (rounding, at worst): not an 11th class
+    assert int(median_class(short)[0]) == 9
+
+
+def test_criteria_imply_the_distribution_of_their_minimum():
+    # Centering surely 9, corners 7 or 10 (half each), edges and surface surely 10: the grade is 7 or 9.
+    sub = torch.full((1, 4, 10), 1e-6)
+    sub[0, 0, 8] = sub[0, 2, 9] = sub[0, 3, 9] = 1.0
+    sub[0, 1, 6] = sub[0, 1, 9] = 0.5
+    implied = criteria_implied(sub.log())
+    assert implied.shape == (1, 10)
+    assert implied[0, 6].item() == pytest.approx(0.5, abs=1e-4)
+    assert implied[0, 8].item() == pytest.approx(0.5, abs=1e-4)
+    assert implied.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_without_criterion_heads_the_grade_head_alone_decides():
+    logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(grade_probabilities(logits), torch.softmax(logits, 1))
+    assert torch.equal(predicted_grades({"logits": logits}), median_class(torch.softmax(logits, 1)))
+
+
+def test_the_pool_is_a_weighted_geometric_mean_of_both_views():
+    head = torch.tensor([[0.05] * 8 + [0.3, 0.3]])      # the grade head: 9 or 10
+    sub = torch.full((1, 4, 10), 1e-9)
+    sub[:, :, 9] = 1.0
+    sub[0, 1, 9], sub[0, 1, 7] = 1e-9, 1.0              # the criteria: corners are an 8, so the grade is 8
+    pooled = grade_probabilities(head.log(), sub.log())
+    implied = criteria_implied(sub.log()).clamp_min(1e-12)
+    expected = head.pow(1 - CRITERIA_WEIGHT) * implied.pow(CRITERIA_WEIGHT)
+    assert torch.allclose(pooled, expected / expected.sum(), atol=1e-6)
+    assert pooled.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert int(predicted_grades({"logits": head.log(), "criteria": sub.log()})[0]) + 1 == 8
+
+
+def test_subgrades_are_each_criterions_median():
+    sub = torch.zeros(2, 4, 10)
+    sub[0, :, 9] = 5.0                                   # confident 10s
+    sub[1, 2] = _logits([0, 0, 0, 0, 0, 0, 0.35, 0.3, 0, 0.35])[0].clamp_min(-30)  # edges: median 8
+    got = predicted_subgrades(sub) + 1
+    assert got[0].tolist() == [10, 10, 10, 10]
+    assert int(got[1, 2]) == 8 and not math.isnan(float(got.sum()))
