@@ -28,17 +28,17 @@ def batch_generator(seed: int, phase: int, epoch: int, batch_index: int, device:
     return g
 
 
-_KERNELS: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+_KERNELS: dict[tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
 
-def _blur_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _blur_kernel(device: torch.device, dtype: torch.dtype, channels: int = 3) -> torch.Tensor:
     """The 3x3 binomial kernel for a depthwise conv, made once per device: a fresh host->GPU copy per
     batch would wait for the queued kernels (a host sync)."""
-    if (device, dtype) not in _KERNELS:
+    if (device, dtype, channels) not in _KERNELS:
         k = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
         k = (k[:, None] * k[None, :]) / 16.0
-        _KERNELS[(device, dtype)] = k.expand(3, 1, 3, 3).contiguous().to(device, dtype)
-    return _KERNELS[(device, dtype)]
+        _KERNELS[(device, dtype, channels)] = k.expand(channels, 1, 3, 3).contiguous().to(device, dtype)
+    return _KERNELS[(device, dtype, channels)]
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
@@ -47,9 +47,13 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> tor
 
 def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
                   max_degrees: float = 2.0) -> torch.Tensor:
-    """x: float images in [0, 1], NCHW. Returns a new tensor of the same shape."""
-    n, device = x.shape[0], x.device
+    """x: float images in [0, 1], NCHW. Returns a new tensor of the same shape.
+
+    Colour jitter touches the first 3 channels only; a 4th (the detail map, core/detail_map.py) is no
+    colour, but it is blurred and turned with the card so it stays on the lines it marks."""
+    n, device, channels = x.shape[0], x.device, x.shape[1]
     s = strength
+    x, extra = x[:, :3], x[:, 3:]
     # Colour: brightness, contrast, saturation per image.
     bright = _uniform(n, 1 - 0.15 * s, 1 + 0.15 * s, g, device).view(n, 1, 1, 1)
     contrast = _uniform(n, 1 - 0.15 * s, 1 + 0.15 * s, g, device).view(n, 1, 1, 1)
@@ -59,18 +63,19 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
     x = (x - mean) * contrast + mean
     gray = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
     x = (x - gray) * sat + gray
+    x = torch.cat([x, extra], dim=1) if channels > 3 else x
     # Light blur on about a fifth of the batch (scanner focus).
     blur = torch.rand(n, generator=g, device=device) < 0.2 * s
-    kernel = _blur_kernel(device, x.dtype)
+    kernel = _blur_kernel(device, x.dtype, channels)
     if device.type == "cpu":
         # Blur only the chosen images: the depthwise conv is the costliest op here on a CPU, and
         # finding the chosen ones (nonzero) costs nothing without a device to wait for.
         chosen = blur.nonzero().squeeze(1)
         if chosen.numel():
-            x = x.index_copy(0, chosen, F.conv2d(x.index_select(0, chosen), kernel, padding=1, groups=3))
+            x = x.index_copy(0, chosen, F.conv2d(x.index_select(0, chosen), kernel, padding=1, groups=channels))
     else:
         # On a GPU the conv over the whole batch is cheap, and nonzero() would be a host sync.
-        x = torch.where(blur.view(n, 1, 1, 1), F.conv2d(x, kernel, padding=1, groups=3), x)
+        x = torch.where(blur.view(n, 1, 1, 1), F.conv2d(x, kernel, padding=1, groups=channels), x)
     # Small rotation of the whole card; padding shows the grey "scanner" background.
     if max_degrees > 0:
         angle = _uniform(n, -max_degrees * s, max_degrees * s, g, device) * math.pi / 180.0
@@ -81,5 +86,7 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
         theta = torch.stack([torch.stack([cos, -sin * h / w, zeros], 1),
                              torch.stack([sin * w / h, cos, zeros], 1)], 1)
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+        # Colours are shifted by -0.5 so the zero padding shows as grey; a detail channel pads with 0 (no line).
+        shift = x.new_tensor([0.5] * 3 + [0.0] * (channels - 3)).view(1, channels, 1, 1)
+        x = F.grid_sample(x - shift, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + shift
     return x.clamp_(0.0, 1.0)

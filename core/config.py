@@ -52,10 +52,14 @@ class DataConfig:
     synthetic_seed: int = _f(0, "seed of the synthetic generator (same cards on every machine)")
     synthetic_size: list = _f([200, 280], "synthetic scan size [width, height] in pixels")
     image_size: list = _f([128, 176], "model input size [width, height]; cards are resized to it")
-    crop_size: int = _f(0, "side in pixels of the 8 crops per scan (4 corners, 4 edge midpoints) seen beside "
-                           "the whole card; 0 = no crops", min=0)
+    crop_size: int = _f(0, "side in pixels of the crops per scan (4 corners, `edge_crops` along each edge) seen "
+                           "beside the whole card; 0 = no crops", min=0)
     crop_fraction: float = _f(0.24, "side of each crop box as a share of the scan's shorter side, cut before the "
                                     "resize (native resolution when it equals crop_size)", min=0.01, max=0.5)
+    edge_crops: int = _f(1, "crops along each card edge between the corner crops, spread evenly (1 = the edge's "
+                            "midpoint)", min=1, max=8)
+    detail: bool = _f(False, "a 4th input channel beside the whole-card view: thin bright lines (scratches, print "
+                             "lines) found on the scan before the resize and max-pooled to it")
     augment: bool = _f(True, "label-preserving augmentation (colour jitter, blur, small rotation)")
     cache: bool = _f(True, "decode once into a pre-resized uint8 cache reused by later epochs and runs")
     cache_dir: str = _f("", "where the uint8 cache and downloaded gs:// images live (default: ~/.cache/psa)")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from core import distributed, storage
 from core.augment import AugmentSeed, augment_batch, batch_generator
 from core.config import ConfigError
+from core.detail_map import detail_map
 from core.events import ProgressBar
 from core.records import CardRecord, Splits, load_splits
 
@@ -62,35 +63,49 @@ def _open_rgb(path, record_id: str, cache_dir: str, use) -> np.ndarray:
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 
 
-def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "") -> np.ndarray:
-    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3.
+def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "",
+                    detail: bool = False) -> np.ndarray:
+    """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3, or HxWx4
+    with `detail`: the detail map (core/detail_map.py), found on the scan before the resize, as a 4th channel.
 
     `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
     """
     def letterbox(im: Image.Image) -> np.ndarray:
-        im = ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND)
-        return np.array(im, dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
+        view = np.array(ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND),
+                        dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
+        return np.dstack([view, detail_map(im, size)]) if detail else view
     return _open_rgb(path, record_id, cache_dir, letterbox)
 
 
-# Where the 8 crops sit ((x, y) of the box as a share of the free space W - box, H - box) and how each is
+# Where the crops sit ((x, y) of the box as a share of the free space W - box, H - box) and how each is
 # turned so the card's own corner is top-left and its outer edge is on top: one encoder then sees every
 # corner (and every edge) the same way round. Turns are multiples of 90 degrees: exact, so the print
 # never moves relative to the border.
-CROP_PLACES = (  # corners: top-left, top-right, bottom-right, bottom-left; then edges: top, right, bottom, left
+_CORNER_PLACES = (  # top-left, top-right, bottom-right, bottom-left
     ((0, 0), None), ((1, 0), Image.Transpose.ROTATE_90), ((1, 1), Image.Transpose.ROTATE_180),
-    ((0, 1), Image.Transpose.ROTATE_270), ((0.5, 0), None), ((1, 0.5), Image.Transpose.ROTATE_90),
-    ((0.5, 1), Image.Transpose.ROTATE_180), ((0, 0.5), Image.Transpose.ROTATE_270))
+    ((0, 1), Image.Transpose.ROTATE_270))
 
 
-def crops_of(im: Image.Image, fraction: float, size: int) -> np.ndarray:
-    """The 4 corners and 4 edge midpoints of a decoded scan, before any resize: square boxes of
+def crop_places(edge_crops: int = 1) -> tuple:
+    """The 4 corners, then `edge_crops` boxes along each edge (top, right, bottom, left), spread evenly
+    between the corners: 1 is each edge's midpoint. An edge chip can sit anywhere along an edge
+    (docs/design.md §2), and a midpoint box sees a fifth of a 280 px edge."""
+    spots = [(j + 1) / (edge_crops + 1) for j in range(edge_crops)]
+    edges = ([((t, 0), None) for t in spots] + [((1, t), Image.Transpose.ROTATE_90) for t in spots]
+             + [((t, 1), Image.Transpose.ROTATE_180) for t in spots]
+             + [((0, t), Image.Transpose.ROTATE_270) for t in spots])
+    return _CORNER_PLACES + tuple(edges)
+
+
+def crops_of(im: Image.Image, fraction: float, size: int, edge_crops: int = 1) -> np.ndarray:
+    """The 4 corners and `edge_crops` boxes per edge of a decoded scan, before any resize: square boxes of
     `fraction` of its shorter side, resized to size x size (no resize when the box is that size already,
-    i.e. native resolution); -> uint8 [8, size, size, 3]."""
+    i.e. native resolution); -> uint8 [4 + 4 * edge_crops, size, size, 3]."""
     w, h = im.size
     box = max(1, round(fraction * min(w, h)))
-    out = np.empty((len(CROP_PLACES), size, size, 3), dtype=np.uint8)
-    for i, ((fx, fy), turn) in enumerate(CROP_PLACES):
+    places = crop_places(edge_crops)
+    out = np.empty((len(places), size, size, 3), dtype=np.uint8)
+    for i, ((fx, fy), turn) in enumerate(places):
         x, y = round(fx * (w - box)), round(fy * (h - box))
         crop = im.crop((x, y, x + box, y + box))
         crop = crop.transpose(turn) if turn is not None else crop
@@ -100,10 +115,10 @@ def crops_of(im: Image.Image, fraction: float, size: int) -> np.ndarray:
     return out
 
 
-def load_card_crops(path: str | bytes, fraction: float, size: int, record_id: str = "",
+def load_card_crops(path: str | bytes, fraction: float, size: int, edge_crops: int = 1, record_id: str = "",
                     cache_dir: str = "") -> np.ndarray:
     """`crops_of` the decoded scan at `path` (training, evaluation and prediction all cut crops here)."""
-    return _open_rgb(path, record_id, cache_dir, lambda im: crops_of(im, fraction, size))
+    return _open_rgb(path, record_id, cache_dir, lambda im: crops_of(im, fraction, size, edge_crops))
 
 def _process_alive(pid: int) -> bool:
     try:
@@ -118,9 +133,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PSA_CACHE_DIR", Path.home() / ".cache" / "psa"))
 
 
-def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...], crops=None) -> str:
-    """Changes when any image path, its size/mtime (local), the target size or the crop settings change."""
-    h = hashlib.sha256(json.dumps([list(size), list(sides)] + ([list(crops)] if crops else [])).encode())
+def full_crop_settings(crops) -> tuple[float, int, int] | None:
+    """(fraction, size) or (fraction, size, edge crops) -> the full triple (one crop per edge by default)."""
+    return (*crops, 1)[:3] if crops else None
+
+
+def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...], crops=None,
+               detail: bool = False) -> str:
+    """Changes when any image path, its size/mtime (local), the target size, the crop settings or the
+    detail channel change."""
+    h = hashlib.sha256(json.dumps([list(size), list(sides)] + ([list(crops)] if crops else [])
+                                  + (["detail"] if detail else [])).encode())
     for r in records:
         for side in sides:
             p = getattr(r, side)
@@ -136,19 +159,22 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 
 class UInt8Cache:
-    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides), built once and shared by workers; with
-    `crops` = (fraction, size) it holds each side's crops instead: [N, S, 8, size, size, 3].
+    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 channels with `detail`), built once and
+    shared by workers; with `crops` = (fraction, size) it holds each side's crops instead:
+    [N, S, 8, size, size, 3].
 
     Built to a temp name and renamed when complete, so an interrupted build is never mistaken for a
     finished cache.
     """
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...],
-                 cache_dir: str = "", image_cache_dir: str = "", crops: tuple[float, int] | None = None):
-        self.records, self.size, self.sides, self.crops = records, size, sides, crops
+                 cache_dir: str = "", image_cache_dir: str = "", crops: tuple[float, int] | None = None,
+                 detail: bool = False):
+        self.records, self.size, self.sides, self.crops = records, size, sides, full_crop_settings(crops)
+        self.detail = detail and not crops  # the detail map is a channel of the whole-card view only
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         kind = "crops" if crops else "cards"
-        self.path = root / f"{kind}-{_cache_key(records, size, sides, crops)}.npy"
+        self.path = root / f"{kind}-{_cache_key(records, size, sides, self.crops, self.detail)}.npy"
         self.image_cache_dir = image_cache_dir
         self.array: np.ndarray | None = None
 
@@ -160,7 +186,8 @@ class UInt8Cache:
 
     def _build(self, progress) -> None:
         w, h = self.size
-        item = (len(CROP_PLACES), self.crops[1], self.crops[1], 3) if self.crops else (h, w, 3)
+        item = ((len(crop_places(self.crops[2])), self.crops[1], self.crops[1], 3) if self.crops else
+                (h, w, 4 if self.detail else 3))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned_temp_files()
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -169,9 +196,11 @@ class UInt8Cache:
         try:
             for i, r in enumerate(self.records):
                 for j, side in enumerate(self.sides):
-                    arr[i, j] = (load_card_crops(getattr(r, side), *self.crops, r.id, self.image_cache_dir)
+                    arr[i, j] = (load_card_crops(getattr(r, side), *self.crops, record_id=r.id,
+                                                 cache_dir=self.image_cache_dir)
                                  if self.crops else
-                                 load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir))
+                                 load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir,
+                                                 self.detail))
                 if progress:
                     progress(i + 1, len(self.records))
             arr.flush()
@@ -197,14 +226,17 @@ class CardDataset(Dataset):
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...] = ("front", "back"),
                  cache: UInt8Cache | None = None, image_cache_dir: str = "", crops: tuple[float, int] | None = None,
-                 crop_cache: UInt8Cache | None = None):
-        self.records, self.size, self.sides = records, size, sides
-        self.cache, self.crops, self.crop_cache = cache, crops, crop_cache
+                 crop_cache: UInt8Cache | None = None, detail: bool = False):
+        self.records, self.size, self.sides, self.detail = records, size, sides, detail
+        self.cache, self.crops, self.crop_cache = cache, full_crop_settings(crops), crop_cache
         self.image_cache_dir = image_cache_dir
         if cache is not None:
             missing = [s for s in sides if s not in cache.sides]
             if missing:
                 raise ValueError(f"cache holds sides {cache.sides}, dataset needs {sides}")
+            if cache.detail != detail:
+                raise ValueError(f"cache {'has' if cache.detail else 'lacks'} the detail channel the dataset "
+                                 f"{'needs' if detail else 'does not read'}")
             self._side_index = [cache.sides.index(s) for s in sides]
 
     def __len__(self) -> int:
@@ -216,23 +248,25 @@ class CardDataset(Dataset):
             row = self.cache.array[index]  # a view into the memmap: copy out only the sides asked for
             images = [np.array(row[j]) for j in self._side_index]
         else:
-            images = [load_card_image(getattr(r, s), self.size, r.id, self.image_cache_dir) for s in self.sides]
+            images = [load_card_image(getattr(r, s), self.size, r.id, self.image_cache_dir, self.detail)
+                      for s in self.sides]
         item = {side: torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
                 for side, img in zip(self.sides, images)}
-        if self.crops:  # [8, 3, size, size] per side, beside the whole-card view
+        if self.crops:  # [4 + 4 * edge crops, 3, size, size] per side, beside the whole-card view
             for side in self.sides:
                 crops = (np.array(self.crop_cache.array[index][self.crop_cache.sides.index(side)])
                          if self.crop_cache is not None else
-                         load_card_crops(getattr(r, side), *self.crops, r.id, self.image_cache_dir))
+                         load_card_crops(getattr(r, side), *self.crops, record_id=r.id,
+                                                 cache_dir=self.image_cache_dir))
                 item[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2)
         item.update(labels_of(r))
         item["index"] = index
         return item
 
 
-def crop_settings(cfg) -> tuple[float, int] | None:
-    """(fraction, size) of the preset's [data] crops, or None when crops are off."""
-    return (cfg.crop_fraction, cfg.crop_size) if cfg.crop_size else None
+def crop_settings(cfg) -> tuple[float, int, int] | None:
+    """(fraction, size, edge crops) of the preset's [data] crops, or None when crops are off."""
+    return (cfg.crop_fraction, cfg.crop_size, cfg.edge_crops) if cfg.crop_size else None
 
 
 def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
@@ -266,7 +300,8 @@ def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
         records = splits.split(name)
         caches = []
         for view in ([None, crops] if crops else [None]) if cfg.cache else []:
-            cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir, crops=view)
+            cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir, crops=view,
+                               detail=cfg.detail)
             if is_main:
                 bar = ProgressBar(len(records), f"caching {name}{' crops' if view else ''}")
                 cache.ensure(lambda done, total: bar.update(done))
@@ -274,7 +309,8 @@ def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
             distributed.barrier()
             caches.append(cache.ensure())
         card_cache, crop_cache = (caches + [None, None])[:2]
-        datasets[name] = {sides: CardDataset(records, size, sides, card_cache, cfg.cache_dir, crops, crop_cache)
+        datasets[name] = {sides: CardDataset(records, size, sides, card_cache, cfg.cache_dir, crops, crop_cache,
+                                             cfg.detail)
                           for sides in (("back",), ("front", "back"))}
     return splits, datasets
 
@@ -311,19 +347,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-_NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+_NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _norm_constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _norm_constants(device: torch.device, dtype: torch.dtype, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with x * scale + shift == (x / 255 - mean) / std, made once per device.
 
+    A 4th channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, and the
+    backbone's weights for it start at zero (core.model.widen_stem), so it needs no centring.
     Building them per call would copy from pageable host memory each step, and on CUDA such a copy
     waits for every kernel already queued: a hidden host sync per batch.
     """
-    key = (device, dtype)
+    key = (device, dtype, channels)
     if key not in _NORM_CONSTANTS:
-        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN + (0.0,) * (channels - 3), dtype=torch.float64).view(1, channels, 1, 1)
+        std = torch.tensor(IMAGENET_STD + (1.0,) * (channels - 3), dtype=torch.float64).view(1, channels, 1, 1)
         _NORM_CONSTANTS[key] = ((1.0 / (255.0 * std)).to(device, dtype), (-mean / std).to(device, dtype))
     return _NORM_CONSTANTS[key]
 
@@ -337,7 +375,7 @@ def normalize_on_device(images_u8: torch.Tensor, channels_last: bool) -> torch.T
     x = images_u8
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    scale, shift = _norm_constants(x.device, torch.float32)
+    scale, shift = _norm_constants(x.device, torch.float32, x.shape[1])
     if x.dtype == torch.float32:
         return torch.addcmul(shift, x, scale).contiguous(
             memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -356,7 +394,7 @@ def model_inputs(batch: dict, sides, device: torch.device, channels_last: bool,
             g = batch_generator(augment.seed + i, augment.phase, augment.epoch, augment.batch_index, device)
             x = augment_batch(x.float().div_(255.0), g).mul_(255.0)
         out[side] = normalize_on_device(x, channels_last)
-        if f"{side}_crops" in batch:  # [B, 8, 3, s, s] -> [B * 8, 3, s, s], 8 crops per card in order
+        if f"{side}_crops" in batch:  # [B, n, 3, s, s] -> [B * n, 3, s, s], n crops per card in order
             crops = batch[f"{side}_crops"].to(device, non_blocking=True).flatten(0, 1)
             if augment is not None:  # colour jitter and blur only: never a turn or a shift of the print
                 g = batch_generator(augment.seed + 100 + i, augment.phase, augment.epoch, augment.batch_index, device)

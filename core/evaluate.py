@@ -30,8 +30,8 @@ from core.records import CRITERIA, SplitsError, load_splits
 @torch.no_grad()
 def predict_records(model, records, image_size, sides, batch_size: int = 64, device="cpu") -> np.ndarray:
     """Predicted grades (1..10) for records, in order (with the model's crops when it reads them)."""
-    crops = (model.crop_fraction, model.crop_size) if model.crop_size else None
-    dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops)
+    crops = (model.crop_fraction, model.crop_size, model.edge_crops) if model.crop_size else None
+    dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops, detail=model.detail)
     preds = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         preds.append(predicted_grades(model(**model_inputs(batch, sides, torch.device(device), False))).cpu() + 1)
@@ -76,12 +76,15 @@ def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, sp
     records = load_splits(splits_path).split(split)
     sides = tuple(config.get("sides", ["front", "back"]))
     m = config["model"]
-    crops = (m["crop_fraction"], m["crop_size"]) if m.get("crop_size") else None
-    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides, crops=crops), batch_size=batch_size)
+    crops = (m["crop_fraction"], m["crop_size"], m.get("edge_crops", 1)) if m.get("crop_size") else None
+    detail = bool(m.get("detail", False))
+    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides, crops=crops, detail=detail),
+                        batch_size=batch_size)
     counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
     report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
     if records:
-        cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides, crops=crops), sides)
+        cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides, crops=crops,
+                                                 detail=detail), sides)
         report["inference"] = latency.measure(model, cards, batch_size)
     report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint})
     return report

@@ -30,8 +30,10 @@ class ExportError(ValueError):
 
 def export_model(model: DualBranchGrader, model_dir: str, extra: dict | None = None) -> str:
     """Write weights and config into model_dir (local or gs://); returns model_dir."""
+    extra_channel = [0.0] if model.detail else []  # the detail map is read as x / 255 (core/detail_map.py)
     config = {"format_version": FORMAT_VERSION, "model": model.config(),
-              "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255.0},
+              "normalization": {"mean": list(IMAGENET_MEAN) + extra_channel,
+                                "std": list(IMAGENET_STD) + [1.0] * len(extra_channel), "scale": 255.0},
               "grades": list(range(1, 11)), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "torch_version": torch.__version__, **(extra or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -76,23 +76,46 @@ def load_backbone_weights(net: nn.Module, path: str, head_prefix: str, name: str
     net.load_state_dict(state, strict=False)  # keys checked above; strict would want the stripped head
 
 
+def widen_stem(net: nn.Module, extra: int, pretrained: bool) -> None:
+    """Give the backbone's first convolution `extra` more input channels (the detail map,
+    core/detail_map.py). Pretrained, their weights start at zero: the widened network computes exactly
+    what it did, ImageNet features included, until training finds a use for the new channel. From scratch,
+    they are drawn like the colour channels' (same spread), so the new channel learns from the first step."""
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            wide = nn.Conv2d(3 + extra, module.out_channels, module.kernel_size, module.stride, module.padding,
+                             module.dilation, module.groups, module.bias is not None, module.padding_mode)
+            with torch.no_grad():
+                if pretrained:
+                    wide.weight.zero_()
+                else:
+                    wide.weight.normal_(0.0, float(module.weight.std()))
+                wide.weight[:, :3].copy_(module.weight)
+                if module.bias is not None:
+                    wide.bias.copy_(module.bias)
+            parent_name, _, child = name.rpartition(".")
+            setattr(net.get_submodule(parent_name) if parent_name else net, child, wide)
+            return
+    raise ValueError("backbone has no 3-channel input convolution to widen")
+
+
 class CropEncoder(nn.Module):
-    """A light CNN for the 8 native-resolution crops of a side (4 corners, then 4 edge midpoints, each
+    """A light CNN for the native-resolution crops of a side (4 corners, then `edge_crops` per edge, each
     turned so the card's outer corner/edge is top-left/top): -> [B, 4 * width] = mean and max of the
     corners' features, then of the edges'. Small on purpose: whitening or a chip a pixel or two wide is
-    local texture, and 16 crops per card must cost far less than the whole-card backbone."""
+    local texture, and 16 or more crops per card must cost far less than the whole-card backbone."""
 
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, edge_crops: int = 1):
         super().__init__()
         layers, c_in = [], 3
         for c_out, stride in ((24, 2), (48, 2), (width, 2), (width, 1)):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
         self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dim = 4 * width
+        self.dim, self.crops = 4 * width, 4 + 4 * edge_crops
 
     def forward(self, crops: Tensor) -> Tensor:
-        f = self.net(crops).view(-1, 8, self.dim // 4)
+        f = self.net(crops).view(-1, self.crops, self.dim // 4)
         corners, edges = f[:, :4], f[:, 4:]
         return torch.cat([corners.mean(1), corners.amax(1), edges.mean(1), edges.amax(1)], dim=1)
 
@@ -102,10 +125,10 @@ class Branch(nn.Module):
     and with `criteria` a sub-grade distribution per criterion (records.CRITERIA) [B, 4, num_grades]."""
 
     def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False,
-                 crops: bool = False):
+                 crops: bool = False, edge_crops: int = 1):
         super().__init__()
         self.backbone, dim, self.head_prefix = build_backbone(backbone)
-        self.crop_encoder = CropEncoder() if crops else None
+        self.crop_encoder = CropEncoder(edge_crops=edge_crops) if crops else None
         dim += self.crop_encoder.dim if crops else 0
         self.dropout = nn.Dropout(dropout)
         self.grade_head = nn.Linear(dim, num_grades)
@@ -144,7 +167,7 @@ class DualBranchGrader(nn.Module):
 
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
                  dropout: float = 0.2, num_grades: int = 10, criteria: bool = False, crop_size: int = 0,
-                 crop_fraction: float = 0.24):
+                 crop_fraction: float = 0.24, detail: bool = False, edge_crops: int = 1):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -156,13 +179,19 @@ class DualBranchGrader(nn.Module):
         self.dropout_p, self.num_grades, self.criteria = float(dropout), int(num_grades), bool(criteria)
         # Crops are cut by core.data.crops_of with these settings; they travel with the model so an export
         # or checkpoint is preprocessed exactly as it was trained.
-        self.crop_size, self.crop_fraction = int(crop_size), float(crop_fraction)
-        self.back = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0)
-        self.front = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0)
+        self.crop_size, self.crop_fraction, self.edge_crops = int(crop_size), float(crop_fraction), int(edge_crops)
+        if self.edge_crops < 1:
+            raise ValueError(f"data.edge_crops={edge_crops}: expected at least 1")
+        self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel
+        self.back = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0, self.edge_crops)
+        self.front = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0, self.edge_crops)
         if weights:
             path = imagenet_file(backbone) if weights == IMAGENET else weights
             for branch in (self.back, self.front):
                 load_backbone_weights(branch.backbone, path, branch.head_prefix, backbone)
+        if self.detail:  # after the weights: a torchvision file fits the 3-channel stem
+            for branch in (self.back, self.front):
+                widen_stem(branch.backbone, 1, pretrained=bool(weights))
         # Buffers follow .to(device), so forward never copies a mask host-to-device.
         self.register_buffer("_valid_dual", torch.ones(4, dtype=torch.bool), persistent=False)
         self.register_buffer("_valid_back_only", torch.tensor([False, False, True, True]), persistent=False)
@@ -180,10 +209,14 @@ class DualBranchGrader(nn.Module):
                 "center_valid": self._valid_dual}
 
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this architecture (weights come from the state dict)."""
+        """Everything needed to rebuild this architecture (weights come from the state dict). "detail" and
+        "edge_crops" are written only when not their old default, so checkpoints made before them still
+        match a preset without them."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
                 "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria,
-                "crop_size": self.crop_size, "crop_fraction": self.crop_fraction}
+                "crop_size": self.crop_size, "crop_fraction": self.crop_fraction,
+                **({"detail": True} if self.detail else {}),
+                **({"edge_crops": self.edge_crops} if self.edge_crops != 1 else {})}
 
     @classmethod
     def from_config(cls, d: dict) -> "DualBranchGrader":
@@ -193,7 +226,8 @@ class DualBranchGrader(nn.Module):
         return cls(backbone=d["backbone"], lambda_fusion=d.get("lambda_fusion", 0.7),
                    dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10),
                    criteria=d.get("criteria", False),  # exports from before criterion heads have none
-                   crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24))
+                   crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24),
+                   detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1))
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
@@ -222,12 +256,14 @@ class DualBranchGrader(nn.Module):
             self.front.crop_encoder.load_state_dict(self.back.crop_encoder.state_dict())
 
 
-def build_model(cfg, device: torch.device, crop_size: int = 0, crop_fraction: float = 0.24) -> DualBranchGrader:
-    """The grader the preset's [model] table describes (crops as its [data] table sets them), on `device`.
-    A weights file that is missing or does not fit is a one-line ConfigError."""
+def build_model(cfg, device: torch.device, crop_size: int = 0, crop_fraction: float = 0.24,
+                detail: bool = False, edge_crops: int = 1) -> DualBranchGrader:
+    """The grader the preset's [model] table describes (crops and the detail channel as its [data] table
+    sets them), on `device`. A weights file that is missing or does not fit is a one-line ConfigError."""
     try:
         model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout, criteria=cfg.criteria,
-                                 crop_size=crop_size, crop_fraction=crop_fraction).to(device)
+                                 crop_size=crop_size, crop_fraction=crop_fraction, detail=detail,
+                                 edge_crops=edge_crops).to(device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

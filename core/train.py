@@ -100,7 +100,8 @@ class Trainer:
         self.run_dir.open(self.events, config_to_toml(cfg))
 
         self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
-        self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction)
+        self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
+                                 cfg.data.edge_crops)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
         self.tb = open_tensorboard(self.tb_dir, self.events) if self.is_main else None
         self.events.emit(

@@ -37,6 +37,27 @@ def test_each_crop_is_turned_so_its_corner_is_top_left_and_its_edge_on_top():
         assert list(ys) == [0] and abs(xs[0] - 10) <= 1  # the outer edge on top, its midpoint centred
 
 
+def test_edge_crops_spread_along_every_edge_with_the_outer_edge_on_top():
+    w, h, box = 100, 140, 20
+    img = np.full((h, w, 3), 128, dtype=np.uint8)
+    # A mark on the outer edge at the centre of each of the 3 boxes per edge (a quarter, half and three
+    # quarters of the free space beside the corner boxes), coloured by edge and place.
+    marks = {}
+    for e, (edge_len, at) in enumerate(((w, lambda t: (t, 0)), (h, lambda t: (w - 1, t)),
+                                         (w, lambda t: (t, h - 1)), (h, lambda t: (0, t)))):
+        for j, share in enumerate((0.25, 0.5, 0.75)):
+            x, y = at(round(share * (edge_len - box)) + box // 2)
+            img[y, x] = marks[(e, j)] = 10 + 30 * e + 10 * j
+    crops = crops_of(Image.fromarray(img), fraction=0.2, size=box, edge_crops=3)
+    assert crops.shape == (4 + 4 * 3, box, box, 3)
+    for (e, j), colour in marks.items():
+        ys, xs = np.nonzero(crops[4 + 3 * e + j, :, :, 0] == colour)
+        assert list(ys) == [0] and abs(xs[0] - box // 2) <= 1, (e, j)  # on top, centred in its box
+    # One crop per edge is the old layout exactly: the midpoints.
+    assert np.array_equal(crops_of(Image.fromarray(img), 0.2, box, 1), crops_of(Image.fromarray(img), 0.2, box))
+    assert np.array_equal(crops_of(Image.fromarray(img), 0.2, box, 1)[4:], crops[[5, 8, 11, 14]])
+
+
 def test_crops_are_native_pixels_cut_before_the_resize():
     img = np.random.default_rng(0).integers(0, 255, (140, 100, 3), dtype=np.uint8)
     crops = crops_of(Image.fromarray(img), fraction=0.2, size=20)

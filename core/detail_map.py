@@ -1,0 +1,55 @@
+"""The detail map: a fourth input channel that keeps a scan's thin bright lines visible after the resize.
+
+Why: a surface scratch or a print line is a line about one pixel wide at the scan's resolution, drawn at
+half opacity or less (docs/design.md §2). Resized to the model's whole-card view (72x96 from 200x280 in
+the local preset) it averages into its neighbours and all but disappears: every model trained on the view
+alone called every surface a 10 (docs/design.md §12). The map is found before the resize, where the line is
+still sharp:
+
+1. whiteness: the darkest of the three channels. A scratch or a print line adds white light to every
+   channel; ink features (dark text, coloured strokes) do not raise it.
+2. white top-hat: whiteness minus its 3x3 median. A median removes bright structures thinner than two
+   pixels and keeps edges and flat areas, so what remains is thin bright lines and specks.
+3. max-pooled to the view, not averaged: a line keeps its strength at any scale. The letterbox geometry is
+   the same as core.data.load_card_image's (PIL's ImageOps.pad), so the map lies exactly on the view.
+
+The result is uint8 (x DETAIL_GAIN, clipped): it travels in the same uint8 cache as the view, as its
+fourth channel, and the model reads it as [0, 1] (core.data.normalize_on_device).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+# A line that clears its median by 64 grey levels (a half-opacity white scratch on a mid-tone print) is
+# full scale; faint JPEG ringing (a few levels) stays near 0.
+DETAIL_GAIN = 4
+
+
+def letterbox_box(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of a (w, h) image letterboxed into `size` = (W, H), exactly as PIL's
+    ImageOps.pad places it (contain's rounding, then the centred paste)."""
+    (w, h), (tw, th) = image_size, size
+    rw, rh = tw, th
+    if w / h != tw / th:
+        if w / h > tw / th:
+            rh = round(h / w * tw)
+        else:
+            rw = round(w / h * th)
+    return round((tw - rw) * 0.5), round((th - rh) * 0.5), rw, rh
+
+
+def detail_map(im: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """uint8 HxW detail map of the decoded RGB scan `im`, letterboxed to `size` = (W, H) like the view."""
+    whiteness = Image.fromarray(np.asarray(im, dtype=np.uint8).min(axis=2))
+    median = whiteness.filter(ImageFilter.MedianFilter(3))
+    tophat = np.asarray(whiteness, dtype=np.int16) - np.asarray(median, dtype=np.int16)
+    lines = torch.from_numpy(np.clip(tophat, 0, None).astype(np.float32))[None, None]
+    x, y, rw, rh = letterbox_box(im.size, size)
+    out = np.zeros((size[1], size[0]), dtype=np.uint8)
+    if rw > 0 and rh > 0:
+        pooled = F.adaptive_max_pool2d(lines, (rh, rw))[0, 0].numpy()
+        out[y:y + rh, x:x + rw] = np.clip(pooled * DETAIL_GAIN, 0, 255).astype(np.uint8)
+    return out

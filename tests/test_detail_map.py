@@ -1,0 +1,160 @@
+"""The detail map (core/detail_map.py): a 4th input channel that keeps a scan's thin bright lines (a surface
+scratch, a print line) visible after the resize to the whole-card view; made on the scan before the
+resize, cached with the view, read the same way by training, evaluation and prediction."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image, ImageDraw, ImageOps
+
+from core.augment import augment_batch, batch_generator
+from core.data import CardDataset, UInt8Cache, load_card_image, model_inputs, normalize_on_device
+from core.detail_map import detail_map, letterbox_box
+from core.model import DualBranchGrader, widen_stem
+from core.records import load_splits
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _scratched_card(w: int = 200, h: int = 280) -> Image.Image:
+    """A mid-tone card with a textured print (dark 2-px ink strokes) and one 1-px white scratch at half
+    opacity from (60, 40) to (140, 240), as the synthetic generator draws one (docs/design.md §2)."""
+    card = Image.new("RGB", (w, h), (150, 90, 60))
+    ink = ImageDraw.Draw(card)
+    for y in range(20, h - 20, 9):
+        ink.line([(20, y), (w - 20, y)], fill=(40, 30, 30), width=2)
+    overlay = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    ImageDraw.Draw(overlay).line([(60, 40), (140, 240)], fill=(255, 255, 255, 128), width=1)
+    return Image.alpha_composite(card.convert("RGBA"), overlay).convert("RGB")
+
+
+def test_a_faint_scratch_lost_in_the_view_is_strong_in_the_detail_map():
+    card, size = _scratched_card(), (72, 96)
+    clean = Image.new("RGB", card.size, (150, 90, 60))
+    ImageDraw.Draw(clean)  # same print, no scratch
+    for y in range(20, card.height - 20, 9):
+        ImageDraw.Draw(clean).line([(20, y), (card.width - 20, y)], fill=(40, 30, 30), width=2)
+    mapped, unscratched = detail_map(card, size), detail_map(clean, size)
+    # Where the scratch runs (its middle: x 100 of 200, y 140 of 280 -> 36, 48 of the view), the map is
+    # near full scale; the same card without the scratch has no such line (dark ink does not count).
+    assert mapped[44:53, 32:41].max() >= 200
+    assert unscratched.max() <= 40
+    # In the resized view the same scratch is a weak bump: under a third of the map's contrast.
+    view = np.asarray(ImageOps.pad(card, size, method=Image.Resampling.BILINEAR)).min(axis=2).astype(int)
+    plain = np.asarray(ImageOps.pad(clean, size, method=Image.Resampling.BILINEAR)).min(axis=2).astype(int)
+    assert np.abs(view - plain).max() < mapped.max() / 3
+
+
+@pytest.mark.parametrize("scan", [(200, 280), (280, 200), (201, 201), (37, 90)])
+def test_the_map_lies_exactly_where_the_letterboxed_view_puts_the_card(scan):
+    size = (72, 96)
+    x, y, w, h = letterbox_box(scan, size)
+    marker = np.asarray(ImageOps.pad(Image.new("RGB", scan, (255, 255, 255)), size, color=(0, 0, 0)))
+    ys, xs = np.nonzero(marker.max(axis=2))
+    assert (xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) == (x, y, w, h)
+    # A bright 1-px frame 2 px inside the scan's border shows in the map inside that box, along all four
+    # of its sides, and nowhere outside it.
+    frame = Image.new("RGB", scan, (90, 90, 90))
+    ImageDraw.Draw(frame).rectangle([2, 2, scan[0] - 3, scan[1] - 3], outline=(255, 255, 255))
+    mapped = detail_map(frame, size)
+    outside = mapped.copy()
+    outside[y:y + h, x:x + w] = 0
+    assert outside.max() == 0
+    inside = mapped[y:y + h, x:x + w]
+    assert min(inside[:3].max(), inside[-3:].max(), inside[:, :3].max(), inside[:, -3:].max()) == 255
+
+
+def test_a_widened_pretrained_stem_computes_what_the_3_channel_network_did(tmp_path):
+    torch.manual_seed(0)
+    for name in ("resnet18", "mobilenet_v3_small"):
+        weights = tmp_path / f"{name}.pth"
+        torch.save(getattr(torchvision.models, name)(weights=None).state_dict(), weights)
+        plain = DualBranchGrader(name, weights=str(weights), criteria=True).eval()
+        wide = DualBranchGrader(name, weights=str(weights), criteria=True, detail=True).eval()
+        own = wide.state_dict()
+        wide.load_state_dict({k: own[k] if k in own and own[k].shape != v.shape else v  # heads alike
+                              for k, v in plain.state_dict().items()})
+        rgb = torch.randn(2, 3, 64, 48)
+        with torch.no_grad():
+            a = plain(rgb, rgb)["logits"]
+            b = wide(torch.cat([rgb, torch.rand(2, 1, 64, 48)], 1), torch.cat([rgb, torch.zeros(2, 1, 64, 48)], 1))
+        assert torch.allclose(a, b["logits"], atol=1e-5), name  # the new channel starts with no say
+    net = torch.nn.Sequential(torch.nn.Conv2d(5, 4, 3))  # no 3-channel input convolution
+    with pytest.raises(ValueError, match="3-channel"):
+        widen_stem(net, 1, pretrained=True)
+
+
+def test_a_widened_stem_trained_from_scratch_draws_the_new_channel_like_the_others():
+    torch.manual_seed(0)
+    stem = DualBranchGrader("resnet18", detail=True).back.backbone.conv1.weight
+    assert stem.shape[1] == 4
+    colour, extra = stem[:, :3].std().item(), stem[:, 3].std().item()
+    assert 0.8 < extra / colour < 1.25  # not zero: from scratch it must learn from the first step
+
+
+def test_the_detail_channel_is_read_as_a_share_and_augmented_without_colour_jitter():
+    x = torch.randint(0, 256, (3, 4, 20, 16), dtype=torch.uint8)
+    out = normalize_on_device(x, channels_last=False)
+    assert torch.allclose(out[:, 3], x[:, 3].float() / 255.0)
+    assert torch.allclose(out[:, :3], normalize_on_device(x[:, :3].contiguous(), False))
+    # The colour channels augment exactly as a 3-channel batch does; the 4th gets the blur and the turn only.
+    xf = x.float() / 255.0
+    g4, g3 = (batch_generator(1, 2, 3, 4, torch.device("cpu")) for _ in range(2))
+    four, three = augment_batch(xf, g4), augment_batch(xf[:, :3].contiguous(), g3)
+    assert torch.allclose(four[:, :3], three, atol=1e-6)
+    blank = torch.zeros(2, 4, 20, 16)
+    blank[:, :3] = 0.5
+    turned = augment_batch(blank, batch_generator(0, 1, 1, 0, torch.device("cpu")))
+    assert turned[:, 3].abs().max() == 0  # padding from the turn is "no line", never grey
+
+
+def test_cache_dataset_and_prediction_read_the_same_four_channels(tmp_path, smoke_splits):
+    records = load_splits(str(smoke_splits)).train[:3]
+    cache = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail=True).ensure()
+    plain = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path)).ensure()
+    assert cache.array.shape == (3, 2, 64, 48, 4) and plain.array.shape == (3, 2, 64, 48, 3)
+    assert cache.path != plain.path  # one never stands in for the other
+    cached = CardDataset(records, (48, 64), ("front", "back"), cache, detail=True)[1]
+    direct = CardDataset(records, (48, 64), ("front", "back"), detail=True)[1]
+    assert cached["front"].shape == (4, 64, 48) and torch.equal(cached["front"], direct["front"])
+    expected = load_card_image(records[1].front, (48, 64), detail=True)
+    assert torch.equal(direct["front"], torch.from_numpy(expected).permute(2, 0, 1))
+    assert np.array_equal(expected[..., :3], load_card_image(records[1].front, (48, 64)))
+    with pytest.raises(ValueError, match="detail"):
+        CardDataset(records, (48, 64), ("front", "back"), plain, detail=True)
+    inputs = model_inputs({k: v.unsqueeze(0) for k, v in direct.items() if k in ("front", "back")},
+                          ("front", "back"), torch.device("cpu"), False)
+    assert inputs["back"].shape == (1, 4, 64, 48)
+
+
+def test_a_smoke_run_with_the_detail_map_and_edge_crops_exports_a_model_that_predicts_and_evaluates_with_them(
+        tmp_path, smoke_splits):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "core.train", "--preset", "smoke", "--output-dir", str(out),
+                           "--set", f"data.splits={smoke_splits}", "--set", "data.detail=true",
+                           "--set", "data.crop_size=16", "--set", "data.crop_fraction=0.2",
+                           "--set", "data.edge_crops=2",
+                           "--set", "training.phase2_epochs=1", "--set", f"data.cache_dir={tmp_path / 'cache'}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((out / "model" / "psa_dual_branch_config.json").read_text())
+    assert config["model"]["detail"] is True and config["model"]["edge_crops"] == 2
+    assert config["normalization"]["mean"][3:] == [0.0] and config["normalization"]["std"][3:] == [1.0]
+    card = load_splits(str(smoke_splits)).test[0]
+    pred = subprocess.run([sys.executable, "-m", "core.predict", "--model", str(out / "model"), "--json",
+                           card.front, card.back], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert pred.returncode == 0, pred.stderr
+    assert 1 <= json.loads(pred.stdout)["grade"] <= 10
+    report = tmp_path / "report.json"
+    ev = subprocess.run([sys.executable, "-m", "core.evaluate", "--model", str(out / "model"), "--splits",
+                         str(smoke_splits), "--output", str(report)], capture_output=True, text=True, cwd=ROOT,
+                        timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(report.read_text())["n"] == len(load_splits(str(smoke_splits)).test)
