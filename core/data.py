@@ -160,8 +160,8 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 class UInt8Cache:
     """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 channels with `detail`), built once and
-    shared by workers; with `crops` = (fraction, size) it holds each side's crops instead:
-    [N, S, 8, size, size, 3].
+    shared by workers; with `crops` = (fraction, size[, edge crops]) it holds each side's crops instead:
+    [N, S, 4 + 4 x edge crops, size, size, 3].
 
     Built to a temp name and renamed when complete, so an interrupted build is never mistaken for a
     finished cache.
@@ -257,7 +257,7 @@ class CardDataset(Dataset):
                 crops = (np.array(self.crop_cache.array[index][self.crop_cache.sides.index(side)])
                          if self.crop_cache is not None else
                          load_card_crops(getattr(r, side), *self.crops, record_id=r.id,
-                                                 cache_dir=self.image_cache_dir))
+                                         cache_dir=self.image_cache_dir))
                 item[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2)
         item.update(labels_of(r))
         item["index"] = index
@@ -353,8 +353,8 @@ _NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype, int], tuple[torch.Tensor,
 def _norm_constants(device: torch.device, dtype: torch.dtype, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with x * scale + shift == (x / 255 - mean) / std, made once per device.
 
-    A 4th channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, and the
-    backbone's weights for it start at zero (core.model.widen_stem), so it needs no centring.
+    A 4th channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, so no
+    ImageNet statistics apply, and [0, 1] keeps it on the colour channels' scale.
     Building them per call would copy from pageable host memory each step, and on CUDA such a copy
     waits for every kernel already queued: a hidden host sync per batch.
     """

@@ -1,7 +1,7 @@
 """The detail map: a fourth input channel that keeps a scan's thin bright lines visible after the resize.
 
 Why: a surface scratch or a print line is a line about one pixel wide at the scan's resolution, drawn at
-half opacity or less (docs/design.md §2). Resized to the model's whole-card view (72x96 from 200x280 in
+half opacity or less (docs/design.md §12). Resized to the model's whole-card view (72x96 from 200x280 in
 the local preset) it averages into its neighbours and all but disappears: every model trained on the view
 alone called every surface a 10 (docs/design.md §12). The map is found before the resize, where the line is
 still sharp:
