@@ -264,6 +264,14 @@ class CardDataset(Dataset):
         return item
 
 
+def model_input_settings(model_config: dict) -> tuple[tuple[float, int, int] | None, bool]:
+    """(crops, detail) a model was trained with, from its config (DualBranchGrader.config(), also in an
+    export's JSON): what evaluation and prediction must cut and compute to feed it the same inputs."""
+    m = model_config
+    crops = (m["crop_fraction"], m["crop_size"], m.get("edge_crops", 1)) if m.get("crop_size") else None
+    return crops, bool(m.get("detail", False))
+
+
 def crop_settings(cfg) -> tuple[float, int, int] | None:
     """(fraction, size, edge crops) of the preset's [data] crops, or None when crops are off."""
     return (cfg.crop_fraction, cfg.crop_size, cfg.edge_crops) if cfg.crop_size else None

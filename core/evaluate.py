@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from core import latency, storage
 from core.checkpoint import CheckpointError
-from core.data import CardDataset, ImageError, model_inputs
+from core.data import CardDataset, ImageError, model_input_settings, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
 from core.grade_rule import predicted_grades, predicted_subgrades
 from core.metrics import format_report, report_from_confusion
@@ -30,8 +30,8 @@ from core.records import CRITERIA, SplitsError, load_splits
 @torch.no_grad()
 def predict_records(model, records, image_size, sides, batch_size: int = 64, device="cpu") -> np.ndarray:
     """Predicted grades (1..10) for records, in order (with the model's crops when it reads them)."""
-    crops = (model.crop_fraction, model.crop_size, model.edge_crops) if model.crop_size else None
-    dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops, detail=model.detail)
+    crops, detail = model_input_settings(model.config())
+    dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops, detail=detail)
     preds = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         preds.append(predicted_grades(model(**model_inputs(batch, sides, torch.device(device), False))).cpu() + 1)
@@ -75,9 +75,7 @@ def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, sp
     model, config = (load_exported(model_dir) if model_dir else load_from_checkpoint(checkpoint))
     records = load_splits(splits_path).split(split)
     sides = tuple(config.get("sides", ["front", "back"]))
-    m = config["model"]
-    crops = (m["crop_fraction"], m["crop_size"], m.get("edge_crops", 1)) if m.get("crop_size") else None
-    detail = bool(m.get("detail", False))
+    crops, detail = model_input_settings(config["model"])
     loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides, crops=crops, detail=detail),
                         batch_size=batch_size)
     counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence, Union
 
 import torch
 
-from core.data import ImageError, load_card_crops, load_card_image, model_inputs
+from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
 from core.grade_rule import grade_probabilities, median_class, predicted_subgrades
 from core.records import CRITERIA
@@ -36,8 +36,8 @@ def preprocess(config: dict, card: Mapping[str, ImageSource | None],
     """{side: uint8 1x3xHxW (1x4xHxW with the detail map)} for the sides the model reads (or `sides`), plus
     {side}_crops 1xNx3xSxS (N = 4 + 4 x edge crops) when the model reads crops, made by the same core.data
     code as in training; ImageError names a bad image."""
-    size, crop_size = tuple(config["image_size"]), config["model"].get("crop_size", 0)
-    detail = bool(config["model"].get("detail", False))
+    size = tuple(config["image_size"])
+    crops, detail = model_input_settings(config["model"])
     out = {}
     for side in sides or model_sides(config):
         src = card.get(side)
@@ -45,10 +45,9 @@ def preprocess(config: dict, card: Mapping[str, ImageSource | None],
             raise ImageError(f"missing the {side} scan (this model reads: {', '.join(model_sides(config))})")
         src = src if isinstance(src, bytes) else os.fspath(src)
         out[side] = torch.from_numpy(load_card_image(src, size, detail=detail)).permute(2, 0, 1).unsqueeze(0)
-        if crop_size:
-            crops = load_card_crops(src, config["model"]["crop_fraction"], crop_size,
-                                    config["model"].get("edge_crops", 1))
-            out[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2).unsqueeze(0)
+        if crops:
+            cut = load_card_crops(src, *crops)
+            out[f"{side}_crops"] = torch.from_numpy(cut).permute(0, 3, 1, 2).unsqueeze(0)
     return out
 
 
