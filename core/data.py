@@ -22,6 +22,7 @@ from core.augment import AugmentSeed, augment_batch, batch_generator
 from core.config import ConfigError
 from core.detail_map import detail_map
 from core.events import ProgressBar
+from core.parallel import ordered_map
 from core.records import CardRecord, Splits, load_splits
 
 BACKGROUND = (128, 128, 128)  # letterbox fill: a neutral grey, like a scanner lid
@@ -193,14 +194,15 @@ class UInt8Cache:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(self.records), len(self.sides), *item))
+        def load(r: CardRecord) -> list[np.ndarray]:
+            return [load_card_crops(getattr(r, side), *self.crops, record_id=r.id, cache_dir=self.image_cache_dir)
+                    if self.crops else
+                    load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir, self.detail)
+                    for side in self.sides]
         try:
-            for i, r in enumerate(self.records):
-                for j, side in enumerate(self.sides):
-                    arr[i, j] = (load_card_crops(getattr(r, side), *self.crops, record_id=r.id,
-                                                 cache_dir=self.image_cache_dir)
-                                 if self.crops else
-                                 load_card_image(getattr(r, side), self.size, r.id, self.image_cache_dir,
-                                                 self.detail))
+            for i, sides in enumerate(ordered_map(load, self.records)):
+                for j, image in enumerate(sides):
+                    arr[i, j] = image
                 if progress:
                     progress(i + 1, len(self.records))
             arr.flush()

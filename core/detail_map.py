@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFilter
+from PIL import Image
 
 # A line that clears its median by 64 grey levels (a half-opacity white scratch on a mid-tone print) is
 # full scale; faint JPEG ringing (a few levels) stays near 0.
@@ -41,11 +41,29 @@ def letterbox_box(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[i
     return round((tw - rw) * 0.5), round((th - rh) * 0.5), rw, rh
 
 
+# Devillard's 19-exchange sorting network for the median of 9 (N. Devillard, "Fast median search: an ANSI C
+# implementation", 1998, opt_med9): after these compare-exchanges, element 4 is the median.
+_MEDIAN9_EXCHANGES = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8),
+                      (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def median3x3(gray: np.ndarray) -> np.ndarray:
+    """3x3 median of a uint8 HxW array, borders repeated: the same values as PIL's MedianFilter(3) (a test
+    checks), about 18x faster on a 200x280 scan, because every pixel goes through the same 19 vectorised
+    min/max steps instead of a per-pixel sort. Building the detail map was most of the cache's build time."""
+    h, w = gray.shape
+    padded = np.pad(gray, 1, mode="edge")
+    v = [padded[i:i + h, j:j + w] for i in range(3) for j in range(3)]
+    for a, b in _MEDIAN9_EXCHANGES:
+        v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
+    return v[4]
+
+
 def detail_map(im: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """uint8 HxW detail map of the decoded RGB scan `im`, letterboxed to `size` = (W, H) like the view."""
-    whiteness = Image.fromarray(np.asarray(im, dtype=np.uint8).min(axis=2))
-    median = whiteness.filter(ImageFilter.MedianFilter(3))
-    tophat = np.asarray(whiteness, dtype=np.int16) - np.asarray(median, dtype=np.int16)
+    rgb = np.asarray(im, dtype=np.uint8)
+    whiteness = np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    tophat = whiteness.astype(np.int16) - median3x3(whiteness).astype(np.int16)
     lines = torch.from_numpy(np.clip(tophat, 0, None).astype(np.float32))[None, None]
     x, y, rw, rh = letterbox_box(im.size, size)
     out = np.zeros((size[1], size[0]), dtype=np.uint8)

@@ -51,6 +51,16 @@ def test_local_preset_quick_reports_test_metrics(tmp_path):
     float(cells["test QWK"]), float(cells["MAE"]), float(cells["samples/s ph2"])
 
 
+def test_prepare_quick_times_each_stage_on_one_thread_and_on_all(tmp_path):
+    proc = _run("bench_prepare.py", "--quick", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    for stage in ("generate", "view cache + detail map", "crop cache", "total"):
+        one, many, ratio = (float(c) for c in rows[stage].strip("| ").split("|")[1:])
+        assert one > 0 and many > 0 and ratio > 0
+    assert "median3x3" in proc.stdout
+
+
 def test_local_preset_bad_override_fails_with_one_line(tmp_path):
     proc = _run("bench_local_preset.py", "--set", "training.batch_size=zero", tmp_path=tmp_path)
     assert proc.returncode == 2

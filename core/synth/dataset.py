@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from core import storage
+from core.parallel import ordered_map
 from core.synth.grading import CardAttributes, caps, grade_from_attributes
 from core.synth.render import render_card
 from core.synth.sampling import draw_target_grade, sample_attributes, stratified_split
@@ -102,13 +103,15 @@ def generate(out_dir, n: int, seed: int, size: tuple[int, int] = (200, 280), val
     splits_path = out / "splits.json"
     splits_path.unlink(missing_ok=True)  # a stale index must not outlive the images it describes
     width = max(4, len(str(n)))
-    records = []
-    for i in range(1, n + 1):
+
+    def write_card(i: int) -> dict:  # cards are independent (own random stream): any order, same bytes
         card_id = f"c{i:0{width}d}"
         card = make_card(seed, i, size)
         (out / "img" / f"{card_id}_front.jpg").write_bytes(_jpeg(card.front))
         (out / "img" / f"{card_id}_back.jpg").write_bytes(_jpeg(card.back))
-        records.append(_record(card_id, card))
+        return _record(card_id, card)
+
+    records = list(ordered_map(write_card, range(1, n + 1)))
     parts = stratified_split(np.random.default_rng([seed, _SPLIT_STREAM]), [r["grade"] for r in records],
                              val_frac, test_frac)
     doc = {"version": 1,
