@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-dir", default="", help="run directory (default: a temporary one, removed after)")
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--other-seed", type=int, default=7, help="seed of the unseen synthetic set (default %(default)s)")
-    p.add_argument("--other-n", type=int, default=500, help="cards in it (default %(default)s: 480 scored)")
+    # 2000, not a few hundred: on 480 random cards this model's QWK has a standard deviation of about 0.02 from
+    # the draw alone (0.008 on 1920), as large as the 0.03 gap the issue asks to stay under (README, issue 14).
+    p.add_argument("--other-n", type=int, default=2000, help="cards in it (default %(default)s: 1920 scored)")
     p.add_argument("--ablation", action="store_true", help="run the preset and one variant per part")
     return p.parse_args(argv)
 
@@ -83,7 +85,7 @@ def summarise(events: list[dict], wall_s: float) -> dict:
             "max_val_drop": max(drops, default=0.0), "criteria": done.get("criteria") or {},
             "train_s": sum(e.get("epoch_time_s") or 0.0 for e in epochs),
             "data_s": sum(e.get("data_time_s") or 0.0 for e in epochs),
-            "test_qwk": done.get("test_qwk"), "test_mae": done.get("test_mae"),
+            "test_qwk": done.get("test_qwk"), "test_mae": done.get("test_mae"), "confusion": done.get("confusion"),
             "test_acc": done.get("test_acc"), "test_within_one": done.get("test_within_one")}
 
 
@@ -113,6 +115,24 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
     return evaluate(model_dir, None, str(splits), "test")
 
 
+def qwk_interval(confusion, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of QWK: the scored cards (rows of the confusion matrix: true grade, columns:
+    predicted) drawn with replacement `draws` times. How far the number could move with another draw of
+    cards of the same kind, which says whether a gap between two sets is real."""
+    import numpy as np
+
+    from core.metrics import qwk
+
+    cm = np.asarray(confusion)
+    true, pred = np.nonzero(cm)
+    counts = cm[true, pred]
+    true, pred = np.repeat(true + 1, counts), np.repeat(pred + 1, counts)
+    rng = np.random.default_rng(seed)
+    picks = (rng.integers(0, len(true), len(true)) for _ in range(draws))
+    values = [qwk(true[i], pred[i]) for i in picks]
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
 def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -133,6 +153,11 @@ HEADERS = ["preset", "wall s", "epochs", "samples/s ph1", "samples/s ph2", "data
 def report(preset: str, overrides: list[str], r: dict, rows: list[list[str]] | None = None) -> str:
     lines = [f"overrides: {' '.join(overrides) or '(none)'}; load average {os.getloadavg()[0]:.2f}",
              format_table(HEADERS, rows or [row_of(preset, r)])]
+    for label, source in (("test", r), ("other-seed", r.get("other") or {})):
+        if source.get("confusion"):
+            low, high = qwk_interval(source["confusion"])
+            n = sum(map(sum, source["confusion"]))
+            lines.append(f"{label} QWK 95% bootstrap interval ({n} cards): {low:.3f} - {high:.3f}")
     if r.get("criteria"):
         crit = [[name, f"{c['accuracy']:.3f}", f"{c['within_one']:.3f}", f"{c['mae']:.3f}", str(c["n"])]
                 for name, c in r["criteria"].items()]

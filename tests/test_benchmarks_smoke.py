@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ def test_local_preset_quick_reports_test_metrics(tmp_path):
     assert 0.0 <= float(cells["exact"]) <= float(cells["within one"]) <= 1.0
     float(cells["other-seed QWK"]), float(cells["QWK gap"]), float(cells["max val drop"])
     assert any(line.strip("| ").startswith("corners") for line in lines[at + 3:])  # the criterion table
+    intervals = [line for line in lines if "QWK 95% bootstrap interval" in line]
+    assert [line.split()[0] for line in intervals] == ["test", "other-seed"]
     float(cells["test QWK"]), float(cells["MAE"]), float(cells["samples/s ph2"])
 
 
@@ -66,6 +69,26 @@ def test_local_preset_bad_override_fails_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert proc.stderr.startswith("bench_local_preset: ") and "training.batch_size" in proc.stderr
+
+
+def test_qwk_interval_is_tight_for_many_cards_wide_for_few_and_brackets_the_qwk():
+    from core.metrics import qwk
+
+    rng = np.random.default_rng(1)
+    true = rng.integers(1, 11, 2000)
+    pred = np.clip(true + rng.integers(-1, 2, 2000) * (rng.random(2000) < 0.6), 1, 10)
+
+    def confusion(t, p):
+        cm = np.zeros((10, 10), dtype=int)
+        np.add.at(cm, (t - 1, p - 1), 1)
+        return cm.tolist()
+
+    many, few = confusion(true, pred), confusion(true[:100], pred[:100])
+    low, high = bench_local_preset.qwk_interval(many, draws=300)
+    assert low < qwk(true, pred) < high and high - low < 0.02
+    low_few, high_few = bench_local_preset.qwk_interval(few, draws=300)
+    assert high_few - low_few > 2 * (high - low)
+    assert bench_local_preset.qwk_interval(confusion(true, true), draws=50) == (1.0, 1.0)
 
 
 def test_summarise_reads_epoch_and_done_lines():
