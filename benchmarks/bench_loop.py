@@ -251,14 +251,13 @@ class CoreLoop:
     evaluation and checkpoints between epochs are not part of the training rate and are left out."""
 
     def __init__(self, s: Setup, splits: Path, precision: str, augment: bool, work: Path):
-        import torch
-
         from core.config import load_preset
+        from core.data import train_loader
         from core.early_stopping import EarlyStopping
         from core.events import EventWriter
         from core import distributed
         from core.sampling import EpochOrder
-        from core.schedulers import get_scheduler
+        from core.schedulers import make_optimizer_and_scheduler
         from core.train import PhasePlan, Trainer
 
         self.s, self.name = s, "core+aug" if augment else "core"
@@ -266,14 +265,14 @@ class CoreLoop:
         tr = self.trainer = Trainer(cfg, log_format="json")
         tr.events = EventWriter("json", enabled=False)  # the benchmark prints its own table
         tr.setup()
-        t = cfg.training
-        sides, lr = ("front", "back"), t.lr_phase2
-        optimizer = torch.optim.AdamW([p for p in tr.model.parameters() if p.requires_grad], lr=lr,
-                                      weight_decay=t.weight_decay, fused=tr.device.type == "cuda")
-        scheduler = get_scheduler(t.scheduler, optimizer, 0, 10 ** 6)
+        sides = ("front", "back")
+        # Phase 2's optimizer and schedule as Trainer.train_phase builds them, over an endless phase with no
+        # warm-up: the LR barely moves during the measured epochs.
+        optimizer, scheduler = make_optimizer_and_scheduler(tr.model, cfg.training, cfg.training.lr_phase2, 10 ** 6,
+                                                            tr.device, warmup_steps=0)
         stopper = EarlyStopping(enabled=False)
         order = EpochOrder()
-        loader = tr._loader(tr.datasets["train"][sides], order, drop_last=True)
+        loader = train_loader(tr.datasets["train"][sides], order, cfg, tr.device)
         net = distributed.wrap_model(tr.model, False, tr.device)
         self.plan = PhasePlan(2, sides, 10 ** 6, s.steps, net, optimizer, scheduler, stopper, order, loader)
         self.epoch = 0

@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,79 @@ def restore_rng(all_rng: list, rank: int) -> None:
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def training_state(position: Position, rng: list, *, model, optimizer, scheduler, scaler, early_stopping,
+                   model_signature: dict, history: list, config: dict, run_id: str,
+                   epoch_checkpoints: list[str]) -> dict[str, Any]:
+    """What a training checkpoint (last.pth, checkpoint_epoch_N.pth) holds: the state_dict of each object
+    restore_training loads back, where to continue (`position`, and its global_step, which
+    find_resumable compares), every rank's generators (`rng`: rng_state() gathered from all ranks), the
+    architecture check_model_config compares, the epoch history, the effective config, the run's
+    identity and the epoch checkpoints it wrote (the only ones prune may delete)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "early_stopping": early_stopping.state_dict(),
+            "position": asdict(position), "global_step": position.global_step, "rng": rng,
+            "model_signature": model_signature, "history": history, "config": config, "run_id": run_id,
+            "epoch_checkpoints": epoch_checkpoints}
+
+
+class RunCheckpoints:
+    """One training run's checkpoints in `directory`: its identity and the files it writes and reads.
+
+    Every checkpoint carries the run's id (new_run_id, or the resumed checkpoint's), so two runs never
+    mix (issue 12); the epoch checkpoints this run wrote (`owned`, saved in each training checkpoint) are
+    the only ones prune may delete. `writer` is the rank that writes (rank 0): only it tidies and claims
+    the directory."""
+
+    def __init__(self, directory: str, signature: dict, writer: bool):
+        self.dir, self.signature, self.writer = directory, signature, writer
+        self.run_id = new_run_id()
+        self.owned: set[str] = set()
+
+    def resume(self, resume: str, warn=print, info=print) -> dict | None:
+        """The training checkpoint output.resume names (resume_point), or None to start fresh; first the
+        writer removes the temp files a killed write left. A resumed run takes over the checkpoint's run
+        id and owned epoch checkpoints; info(message, resumed_from=path, **position) says where it goes on."""
+        if self.writer:
+            for path in remove_stale_temp_files(self.dir):
+                info(f"removed {path}: left by an interrupted checkpoint write")
+        found = resume_point(resume, self.dir, self.signature, self.run_id, claim=self.writer, warn=warn, info=info)
+        if found is None:
+            return None
+        path, state = found
+        self.run_id = state.get("run_id") or self.run_id
+        self.owned = set(state.get("epoch_checkpoints", []))
+        pos = state["position"]
+        info(f"resuming from {path}: phase {pos['phase']} epoch {pos['epoch']} batch {pos['batches_done']} "
+             f"(step {pos['global_step']})", resumed_from=path, **pos)
+        return state
+
+    def save_training(self, name: str, position: Position, rng: list, **contents) -> tuple[str, float]:
+        """Write training_state(position, rng, **contents) as `name` (last.pth or checkpoint_epoch_N.pth,
+        which then lists itself among the owned); -> (path, seconds taken)."""
+        if name.startswith("checkpoint_epoch_"):
+            self.owned.add(name)
+        state = training_state(position, rng, model_signature=self.signature, run_id=self.run_id,
+                               epoch_checkpoints=sorted(self.owned), **contents)
+        path = storage.join(self.dir, name)
+        return path, save(state, path)
+
+    def save_best(self, model, phase: int, epoch: int, metrics: dict) -> float:
+        """Write phaseN_best.pth: the weights, the architecture load_best checks and the epoch's
+        validation metrics (val_loss, val_qwk, val_mae, val_acc of `metrics`); -> seconds taken."""
+        best = {"model": model.state_dict(), "model_signature": self.signature, "phase": phase,
+                "run_id": self.run_id, "epoch": epoch,
+                "metrics": {k: metrics[k] for k in ("val_loss", "val_qwk", "val_mae", "val_acc")}}
+        return save(best, storage.join(self.dir, f"phase{phase}_best.pth"))
+
+    def load_best(self, phase: int, map_location="cpu") -> dict[str, Any]:
+        """This directory's phaseN_best.pth, refused when another architecture wrote it."""
+        return load_best(self.dir, phase, self.signature, map_location)
+
+    def prune(self, keep_last: int) -> list[str]:
+        """Delete all but the newest keep_last epoch checkpoints among those this run owns."""
+        return prune(self.dir, keep_last, owned=self.owned)
 
 
 def restore_training(state: dict, rank: int, **parts) -> None:

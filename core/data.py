@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from core import distributed, storage
+from core import distributed, sampling, storage
 from core.augment import AugmentSeed, augment_batch, batch_generator
 from core.config import ConfigError
 from core.detail_map import detail_map
@@ -424,3 +424,32 @@ def make_loader(dataset: Dataset, sampler, cfg, batch_size: int, seed: int, devi
                       pin_memory=cfg.pin_memory and device.type == "cuda", drop_last=drop_last,
                       persistent_workers=cfg.persistent_workers and workers > 0,
                       prefetch_factor=cfg.prefetch_factor if workers > 0 else None)
+
+
+def train_loader(dataset: Dataset, order, cfg, device: torch.device) -> DataLoader:
+    """A phase's training loader for a Config `cfg`: batches of training.batch_size in the order `order`
+    (a sampling.EpochOrder the trainer sets each epoch), the last partial batch dropped."""
+    return make_loader(dataset, order, cfg.data, cfg.training.batch_size, cfg.training.seed, device, drop_last=True)
+
+
+class EvalLoaders:
+    """Un-augmented loaders over this rank's shard of each split's datasets (prepare_datasets' dict:
+    split -> sides -> dataset) for a Config `cfg`, built on first use and kept, so their persistent
+    workers are not restarted every epoch."""
+
+    def __init__(self, datasets: dict, cfg, device: torch.device, rank: int, world_size: int):
+        self.datasets, self.cfg, self.device, self.rank, self.world_size = datasets, cfg, device, rank, world_size
+        self.loaders: dict[tuple, DataLoader] = {}
+
+    def __call__(self, split: str, sides, max_batches: int = 0) -> DataLoader:
+        """The whole shard in batches of training.eval_batch_size, or with `max_batches` that many
+        training-size batches of a fixed shuffle (the clean batches BatchNorm statistics are recomputed
+        on). Kept per (split, sides)."""
+        if (split, sides) not in self.loaders:
+            t, dataset = self.cfg.training, self.datasets[split][sides]
+            indices = sampling.eval_indices(len(dataset), t.seed, self.rank, self.world_size,
+                                            max_batches * t.batch_size)
+            self.loaders[split, sides] = make_loader(dataset, sampling.EpochOrder(indices), self.cfg.data,
+                                                     t.batch_size if max_batches else t.eval_batch_size, t.seed,
+                                                     self.device, drop_last=False)
+        return self.loaders[split, sides]

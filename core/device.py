@@ -33,6 +33,17 @@ class Compute:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
 
+    def step(self, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+        """One optimizer step on the gradients backward() left, through the scaler: unscale them and clip
+        their global norm to max_grad_norm (when > 0), step (the scaler skips a step whose gradients
+        overflowed), update the loss scale, zero the gradients."""
+        if max_grad_norm > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from core import latency, storage
+from core import distributed, latency, storage
 from core.checkpoint import CheckpointError
 from core.data import CardDataset, ImageError, model_input_settings, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
@@ -65,6 +65,21 @@ def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=
                                  predicted_subgrades(outputs["criteria"]).flatten()),
                                 (true >= 0).flatten().double(), accumulate=True)
     return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
+
+
+def evaluate_shards(model, batches, autocast, to_inputs, loss_fn) -> dict:
+    """Evaluate each rank's shard of a split and combine them; every rank must call it.
+
+    confusion_counts over this rank's `batches`, summed across ranks (all-reduces of the grade
+    confusion, the criteria confusion and the loss sum, in that order) -> {"val_loss": mean loss_fn per
+    card, "val_qwk", "val_mae", "val_acc", "report": the full report_from_confusion} (the same on every
+    rank)."""
+    counts = confusion_counts(model, batches, autocast, to_inputs, loss_fn)
+    confusion, criteria, loss_sum = (distributed.all_reduce_sum(counts[k]) for k in ("grade", "criteria",
+                                                                                    "loss_sum"))
+    report = report_from_confusion(*(c.round().long().cpu().numpy() for c in (confusion, criteria)))
+    return {"val_loss": float(loss_sum) / max(1, report["n"]), "val_qwk": report["qwk"],
+            "val_mae": report["mae"], "val_acc": report["accuracy"], "report": report}
 
 
 EVAL_BATCH_SIZE = 128  # the optimisations guide's evaluation batch (training.eval_batch_size)

@@ -1,7 +1,8 @@
 """Metric lines (docs/design.md §4, a contract): one JSON object per line on stdout for every event the
 cockpit plots. On Vertex AI, Cloud Logging turns each line into a jsonPayload; `severity` and
 `message` are the special keys. On a TTY a person reads readable lines instead (and a progress bar on
-stderr); the JSON lines still go to training.log, so nothing is lost either way.
+stderr); the JSON lines still go to training.log, so nothing is lost either way. `start_fields`,
+`epoch_fields` and `done_fields` build what core.train's "start", "epoch" and "done" lines carry.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import time
 from typing import Any, TextIO
 
 EVENTS = ("start", "step", "epoch", "checkpoint", "early_stop", "preempted", "done", "error", "warning", "info")
+# The "epoch" fields a person reads on a TTY and TensorBoard plots.
+EPOCH_SUMMARY = ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s")
 # Fields whose values are whole numbers (indices, counts, sizes; lists of them for image_size and the
 # confusion matrix). Cloud Logging stores every JSON number of a jsonPayload as a double, so a reader
 # turns these back into ints (cockpit.backend) and "epoch 4.0/10.0" never reaches a screen.
@@ -20,6 +23,40 @@ INTEGER_FIELDS = frozenset({
     "loss_count", "world_size", "train", "val", "test", "phase1_epochs", "phase2_epochs", "batch_size",
     "grad_accum_steps", "image_size", "confusion",
 })
+
+
+def start_fields(cfg, device, precision: str, world_size: int, splits, checkpoint_dir: str,
+                 model_dir: str) -> dict:
+    """The "start" line's fields: where and how the run trains, its split sizes, epochs and batch,
+    its output dirs and the whole effective config (`cfg`, a core.config.Config)."""
+    t = cfg.training
+    return dict(preset=cfg.source, device=str(device), precision=precision, world_size=world_size,
+                backbone=cfg.model.backbone, image_size=list(cfg.data.image_size), train=len(splits.train),
+                val=len(splits.val), test=len(splits.test), phase1_epochs=t.phase1_epochs,
+                phase2_epochs=t.phase2_epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,
+                output_dir=cfg.output.dir, checkpoint_dir=checkpoint_dir, model_dir=model_dir,
+                config=cfg.to_dict())
+
+
+def epoch_fields(phase: int, epoch: int, epochs: int, step: int, metrics: dict, lr: float,
+                 remaining_epochs: int, improved: bool) -> dict:
+    """The "epoch" line's fields (also the run's history): `metrics` holds the validation results
+    (val_loss, val_qwk, val_mae, val_acc) and the epoch's train stats (train_loss, samples_per_s,
+    epoch_time_s, data_time_s); eta_s assumes `remaining_epochs` more epochs as long as this one."""
+    return dict(phase=phase, epoch=epoch, epochs=epochs, step=step, train_loss=metrics["train_loss"],
+                val_loss=metrics["val_loss"], val_qwk=metrics["val_qwk"], val_mae=metrics["val_mae"],
+                val_acc=metrics["val_acc"], lr=lr, samples_per_s=round(metrics["samples_per_s"], 2),
+                epoch_time_s=round(metrics["epoch_time_s"], 2), data_time_s=round(metrics["data_time_s"], 2),
+                eta_s=round(remaining_epochs * metrics["epoch_time_s"], 1), improved=improved)
+
+
+def done_fields(report: dict) -> dict:
+    """The "done" line's test metrics, from the test report (core.metrics, with its "inference" timing);
+    the trainer adds export_path and step."""
+    return dict(test_acc=report["accuracy"], inference=report["inference"],
+                **{f"test_{k}": report[k] for k in ("qwk", "mae", "within_one", "macro_f1", "weighted_f1")},
+                per_grade_accuracy=report["per_grade_accuracy"], confusion=report["confusion"],
+                criteria=report.get("criteria", {}))
 
 
 def _clean(value: Any) -> Any:
@@ -47,8 +84,7 @@ def _fmt(v: Any) -> str:
 
 def human_line(event: str, message: str, severity: str, fields: dict) -> str:
     if event == "epoch":
-        keys = ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s")
-        parts = "  ".join(f"{k} {_fmt(fields[k])}" for k in keys if fields.get(k) is not None)
+        parts = "  ".join(f"{k} {_fmt(fields[k])}" for k in EPOCH_SUMMARY if fields.get(k) is not None)
         return f"phase {fields.get('phase')} epoch {fields.get('epoch')}/{fields.get('epochs', '?')}  {parts}"
     if event == "start" and isinstance(fields.get("config"), dict):
         # The effective config, one line per section (config.toml beside the outputs has it in full).
@@ -134,6 +170,13 @@ def open_tensorboard(log_dir: str, events: "EventWriter"):
         events.emit("warning", "tensorboard is not installed: TensorBoard scalars are off", severity="WARNING")
         return None
     return SummaryWriter(log_dir=log_dir)
+
+
+def add_epoch_scalars(tb, phase: int, fields: dict, step: int) -> None:
+    """An "epoch" line's summary fields as TensorBoard scalars phaseN/<key> at `step`; no writer, nothing."""
+    if tb is not None:
+        for key in EPOCH_SUMMARY:
+            tb.add_scalar(f"phase{phase}/{key}", fields[key], step)
 
 
 def one_line(exc: BaseException) -> str:

@@ -47,6 +47,15 @@ def export_model(model: DualBranchGrader, model_dir: str, extra: dict | None = N
     return model_dir
 
 
+def export_trained(model: DualBranchGrader, model_dir: str, sides, report: dict, cfg) -> str:
+    """export_model at the end of training, with what the run knows beside the model: the input size
+    (of `cfg`, the run's core.config.Config) and the sides it reads, its test metrics (qwk, mae, accuracy,
+    within_one of `report`) and the preset it was trained with."""
+    return export_model(model, model_dir, {
+        "image_size": list(cfg.data.image_size), "sides": list(sides),
+        "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")}, "preset": cfg.source})
+
+
 def _write_local(state: dict, config: dict, model_dir: str) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -52,6 +52,14 @@ class PreemptionHandler:
     def seconds_since_signal(self) -> float:
         return 0.0 if self.received_at is None else time.monotonic() - self.received_at
 
+    def report(self, events, checkpoint_dir: str, save_s: float, **where) -> None:
+        """The "preempted" line, once the checkpoint the signal asked for is saved: `where` the run stopped
+        (phase, epoch, step, batches_done), how long the save and the whole stop took."""
+        since = self.seconds_since_signal()
+        events.emit("preempted", f"signal received: saved {checkpoint_dir}/last.pth {since:.2f}s after the signal; "
+                                 f"resume with --resume auto", severity="WARNING", **where,
+                    save_s=round(save_s, 3), signal_to_saved_s=round(since, 3))
+
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)

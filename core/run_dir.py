@@ -3,6 +3,7 @@
 For a gs:// output dir these files are written to a local temp dir and copied up at each epoch end
 (and on preemption and at the end), because a log cannot be appended to in Cloud Storage. A restarted
 (preempted) job first fetches the earlier attempts' log and appends to it, as a local run does.
+A RunDir also resolves where the run's checkpoints, exported model and TensorBoard scalars go.
 """
 from __future__ import annotations
 
@@ -24,9 +25,14 @@ def check_buckets(dirs: dict[str, str]) -> None:
 
 
 class RunDir:
-    def __init__(self, output_dir: str, is_main: bool):
-        self.output_dir, self.is_main = output_dir, is_main
-        self.local = Path(tempfile.mkdtemp(prefix="psa-run-")) if storage.is_gcs(output_dir) else Path(output_dir)
+    def __init__(self, output, is_main: bool):
+        """`output` is the preset's [output] table. Its checkpoint, model and TensorBoard dirs resolve as
+        storage.resolve_output_dirs says; a missing gs:// bucket among them fails here (check_buckets)."""
+        self.output_dir, self.is_main = output.dir, is_main
+        self.checkpoint_dir, self.model_dir, self.tensorboard_dir = storage.resolve_output_dirs(
+            output.dir, output.checkpoint_dir, output.model_dir, output.tensorboard_dir)
+        check_buckets({"output dir": output.dir, "checkpoint dir": self.checkpoint_dir, "model dir": self.model_dir})
+        self.local = Path(tempfile.mkdtemp(prefix="psa-run-")) if storage.is_gcs(output.dir) else Path(output.dir)
 
     def open(self, events, config_toml: str) -> None:
         """Rank 0: start (or continue) training.log, write config.toml, publish both."""

@@ -2,7 +2,8 @@
 
 `lr_lambda` is a pure function of the step, so the trainer can compute the LR of any step (for a log
 line, or after a resume) without building or checkpointing a scheduler; `get_scheduler` wraps it in a
-`torch.optim.lr_scheduler.LambdaLR` stepped once per optimizer step.
+`torch.optim.lr_scheduler.LambdaLR` stepped once per optimizer step; `make_optimizer_and_scheduler` builds
+a training phase's AdamW and schedule from the preset (core.train and benchmarks/bench_loop.py).
 
 Notation: s = step, W = warm-up steps, T = training steps, p = (s - W) / max(1, T - W) clamped to
 [0, 1]. Warm-up factor s / max(1, W) for s < W (every schedule but `constant`). After warm-up:
@@ -94,3 +95,22 @@ def get_scheduler(name: str, optimizer: torch.optim.Optimizer, num_warmup_steps:
         return lr_lambda(name, step, num_warmup_steps, num_training_steps, **kwargs)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer_and_scheduler(model: torch.nn.Module, t, lr: float, total_steps: int,
+                                 device: torch.device, warmup_steps: int | None = None):
+    """(AdamW, LambdaLR) for one training phase, from the preset's [training] table `t`.
+
+    AdamW runs over the model's trainable parameters (requires_grad) at `lr` with t.weight_decay, fused
+    on CUDA. The schedule is t.scheduler (with t.power, t.lr_end and t.num_cycles when > 0) over
+    `total_steps` optimizer steps; it warms up for `warmup_steps` when given, else for t.warmup_steps,
+    else for t.warmup_ratio of total_steps.
+    """
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=t.weight_decay, fused=device.type == "cuda")
+    if warmup_steps is None:
+        warmup_steps = t.warmup_steps or int(round(t.warmup_ratio * total_steps))
+    extra = {"num_cycles": t.num_cycles} if t.num_cycles > 0 else {}
+    scheduler = get_scheduler(t.scheduler, optimizer, warmup_steps, total_steps, power=t.power, lr_end=t.lr_end,
+                              **extra)
+    return optimizer, scheduler

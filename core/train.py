@@ -1,12 +1,17 @@
 """Train the dual-branch PSA grader: `python -m core.train --preset local|cloud|FILE [--set k=v ...]`.
 
 The same loop runs on a laptop, in the Vertex AI container and on a GPU VM. Read top to bottom:
-  setup()        device, ranks, run directory, data (core/data.py), model
-  run()          resume? -> phase 1 (back branch only) -> phase 2 (both branches) -> test report -> export
-  train_phase()  optimizer and schedule, then epochs: train, evaluate, early stopping, checkpoints
-  train_epoch()  micro-batches, gradient accumulation, AMP, the LR schedule, preemption checks
+  setup()         device, ranks, run directory, data (core/data.py), model
+  run()           resume? -> phase 1 (back branch only) -> phase 2 (both branches) -> finish()
+  train_phase()   optimizer and schedule, then epochs: train, evaluate, early stopping, checkpoints
+  train_epoch()   micro-batches, gradient accumulation, AMP, the LR schedule, preemption checks
+  _end_of_epoch() the "epoch" line, best/last/numbered checkpoints
+  finish()        test report, inference time, export, the "done" line
 A checkpoint's position plus its model, optimizer, schedule and RNG states continue a run mid-epoch with
 a bitwise-identical result: sample order and augmentation are pure functions of (seed, phase, epoch, rank).
+Plumbing lives beside what it serves: checkpoint contents and a run's files in core/checkpoint.py, optimizer
+and LR schedule in core/schedulers.py, the AMP step in core/device.py, loaders in core/data.py, metrics across
+ranks in core/evaluate.py, the metric lines' fields in core/events.py, the output dirs in core/run_dir.py.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import math
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import DataLoader
@@ -25,19 +30,20 @@ from core import checkpoint, distributed, latency, sampling, storage
 from core.augment import AugmentSeed
 from core.checkpoint import CheckpointError, Position
 from core.config import Config, ConfigError, config_to_toml
-from core.data import ImageError, make_loader, model_inputs, prepare_datasets
+from core.data import EvalLoaders, ImageError, model_inputs, prepare_datasets, train_loader
 from core.device import make_compute, pick_device, seed_everything
 from core.early_stopping import EarlyStopping
-from core.evaluate import confusion_counts
-from core.events import EventWriter, ProgressBar, one_line, open_tensorboard
-from core.export import export_model
+from core.evaluate import evaluate_shards
+from core.events import (EventWriter, ProgressBar, add_epoch_scalars, done_fields, epoch_fields, one_line,
+                         open_tensorboard, start_fields)
+from core.export import export_trained
 from core.losses import grading_loss
-from core.metrics import format_report, report_from_confusion
+from core.metrics import format_report
 from core.model import WeightsError, build_model, recompute_batchnorm
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
 from core.records import SplitsError
-from core.run_dir import RunDir, check_buckets
-from core.schedulers import get_scheduler
+from core.run_dir import RunDir
+from core.schedulers import make_optimizer_and_scheduler
 from core.train_args import build_parser, config_from_args
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -77,51 +83,36 @@ class Trainer:
         self.pos = Position()
         self.history: list[dict] = []
         self.resume_state: dict | None = None   # the checkpoint being resumed, until its phase loads it
-        # Every checkpoint carries its run's id, so two runs never mix (core/checkpoint.py, issue 12); the
-        # epoch checkpoints this run wrote are the only ones prune may delete.
-        self.run_id = checkpoint.new_run_id()
-        self.epoch_ckpts: set[str] = set()
-        self.eval_loaders: dict[tuple, DataLoader] = {}
         self.last_save_s = 0.0
         self.tb = None  # TensorBoard writer, set in setup(); run()'s cleanup reads it even if setup fails
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
-        cfg, t, o = self.cfg, self.cfg.training, self.cfg.output
+        cfg, t = self.cfg, self.cfg.training
         self.device = pick_device(self.denv.local_rank)
         distributed.init_distributed(self.denv, self.device)
         self.compute = make_compute(self.device, t.precision,
                                     warn=lambda m: self.events.emit("warning", m, severity="WARNING"))
         seed_everything(t.seed, t.deterministic, self.device)
-        self.ckpt_dir, self.model_dir, self.tb_dir = storage.resolve_output_dirs(
-            o.dir, o.checkpoint_dir, o.model_dir, o.tensorboard_dir)
-        check_buckets({"output dir": o.dir, "checkpoint dir": self.ckpt_dir, "model dir": self.model_dir})
-        self.run_dir = RunDir(o.dir, self.is_main)
+        self.run_dir = RunDir(cfg.output, self.is_main)  # also resolves and checks the checkpoint and model dirs
         self.run_dir.open(self.events, config_to_toml(cfg))
-
         self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
+        self.eval_loader = EvalLoaders(self.datasets, cfg, self.device, self.denv.rank, self.denv.world_size)
         self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
                                  cfg.data.edge_crops)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
-        self.tb = open_tensorboard(self.tb_dir, self.events) if self.is_main else None
-        self.events.emit(
-            "start", f"training {cfg.model.backbone} on {len(self.splits.train)} cards "
-                     f"({self.device.type}, {self.compute.precision}, world size {self.denv.world_size})",
-            preset=cfg.source, device=str(self.device), precision=self.compute.precision,
-            world_size=self.denv.world_size, backbone=cfg.model.backbone, image_size=list(cfg.data.image_size),
-            train=len(self.splits.train), val=len(self.splits.val), test=len(self.splits.test),
-            phase1_epochs=t.phase1_epochs, phase2_epochs=t.phase2_epochs, batch_size=t.batch_size,
-            grad_accum_steps=t.grad_accum_steps, output_dir=o.dir, checkpoint_dir=self.ckpt_dir,
-            model_dir=self.model_dir, config=cfg.to_dict())
+        self.ckpts = checkpoint.RunCheckpoints(self.run_dir.checkpoint_dir, self.model_signature, writer=self.is_main)
+        self.tb = open_tensorboard(self.run_dir.tensorboard_dir, self.events) if self.is_main else None
+        self.events.emit("start", f"training {cfg.model.backbone} on {len(self.splits.train)} cards "
+                                  f"({self.device.type}, {self.compute.precision}, world size {self.denv.world_size})",
+                         **start_fields(cfg, self.device, self.compute.precision, self.denv.world_size, self.splits,
+                                        self.ckpts.dir, self.run_dir.model_dir))
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> int:
         self.preemption.install()
         try:
             self.setup()
-            if self.is_main:
-                for path in checkpoint.remove_stale_temp_files(self.ckpt_dir):
-                    self.events.emit("info", f"removed {path}: left by an interrupted checkpoint write")
             self._maybe_resume()
             if self.pos.phase == 1 and self.cfg.training.phase1_epochs > 0:
                 self.train_phase(1)
@@ -143,44 +134,28 @@ class Trainer:
             distributed.cleanup()
 
     def _maybe_resume(self) -> None:
-        found = checkpoint.resume_point(self.cfg.output.resume, self.ckpt_dir, self.model_signature,
-                                        self.run_id, claim=self.is_main,
-                                        warn=lambda m: self.events.emit("warning", m, severity="WARNING"),
-                                        info=lambda m: self.events.emit("info", m))
-        if found is None:
-            return
-        path, self.resume_state = found
-        self.run_id = self.resume_state.get("run_id") or self.run_id
-        self.epoch_ckpts = set(self.resume_state.get("epoch_checkpoints", []))
-        self.pos = Position(**self.resume_state["position"])
-        self.history = list(self.resume_state.get("history", []))
-        self.events.emit("info", f"resuming from {path}: phase {self.pos.phase} epoch {self.pos.epoch} "
-                                 f"batch {self.pos.batches_done} (step {self.pos.global_step})",
-                         resumed_from=path, **self.resume_state["position"])
+        self.resume_state = self.ckpts.resume(self.cfg.output.resume,
+                                              info=lambda m, **fields: self.events.emit("info", m, **fields),
+                                              warn=lambda m: self.events.emit("warning", m, severity="WARNING"))
+        if self.resume_state is not None:
+            self.pos = Position(**self.resume_state["position"])
+            self.history = list(self.resume_state.get("history", []))
 
     # ------------------------------------------------------------------------------------------ phase
     def train_phase(self, phase: int) -> None:
-        cfg, t = self.cfg, self.cfg.training
+        t, es = self.cfg.training, self.cfg.early_stopping
         sides, epochs, lr = ((("back",), t.phase1_epochs, t.lr_phase1) if phase == 1
                              else (("front", "back"), t.phase2_epochs, t.lr_phase2))
         state, self.resume_state = self.resume_state, None
         resuming = state is not None and state["position"]["phase"] == phase
         if phase == 2 and not resuming and t.phase1_epochs > 0:
-            best1 = checkpoint.load_best(self.ckpt_dir, 1, self.model_signature, self.device)
-            self.model.init_from_phase1(best1["model"])
+            self.model.init_from_phase1(self.ckpts.load_best(1, self.device)["model"])
         # Phase 1 trains only the back branch: freezing the front keeps DDP from waiting on its grads.
         for p in self.model.front.parameters():
             p.requires_grad_(phase == 2)
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr,
-                                      weight_decay=t.weight_decay, fused=self.device.type == "cuda")
         train_set = self.datasets["train"][sides]
         steps_per_epoch = sampling.steps_per_epoch(len(train_set), self.denv.world_size, t)
-        total_steps = steps_per_epoch * epochs
-        warmup = t.warmup_steps or int(round(t.warmup_ratio * total_steps))
-        extra = {"num_cycles": t.num_cycles} if t.num_cycles > 0 else {}
-        scheduler = get_scheduler(t.scheduler, optimizer, warmup, total_steps, power=t.power, lr_end=t.lr_end,
-                                  **extra)
-        es = cfg.early_stopping
+        optimizer, scheduler = make_optimizer_and_scheduler(self.model, t, lr, steps_per_epoch * epochs, self.device)
         stopper = EarlyStopping(es.mode, es.patience, es.min_delta, es.enabled)
         if resuming:
             checkpoint.restore_training(state, self.denv.rank, model=self.model, optimizer=optimizer,
@@ -188,7 +163,7 @@ class Trainer:
         order = sampling.EpochOrder()
         net = distributed.wrap_model(self.model, self.cfg.model.compile, self.device)
         plan = PhasePlan(phase, sides, epochs, steps_per_epoch, net, optimizer, scheduler, stopper, order,
-                         self._loader(train_set, order, drop_last=True))
+                         train_loader(train_set, order, self.cfg, self.device))
         while self.pos.epoch <= epochs and not stopper.should_stop:
             stats = self.train_epoch(plan)
             metrics = {**self.evaluate("val", sides), **stats}
@@ -202,26 +177,21 @@ class Trainer:
             if self.preemption.agreed(self.pos.global_step, self.denv.world_size, epoch_end=True):
                 self._report_preempted(plan, self.last_save_s)  # last.pth was just written for this point
         # Restore the phase's best weights (they are what phase 2 starts from and what gets exported).
-        best = checkpoint.load_best(self.ckpt_dir, phase, self.model_signature, self.device)
+        best = self.ckpts.load_best(phase, self.device)
         self.model.load_state_dict(best["model"])
         self.events.emit("info", f"phase {phase} done ({'early stop' if stopper.should_stop else 'all epochs'}); "
                                  f"restored best weights from epoch {best['epoch']}", phase=phase,
                          best_epoch=best["epoch"])
 
-    def _loader(self, dataset, order: sampling.EpochOrder, drop_last: bool, batch_size: int = 0) -> DataLoader:
-        return make_loader(dataset, order, self.cfg.data, batch_size or self.cfg.training.batch_size,
-                           self.cfg.training.seed, self.device, drop_last)
-
     # ------------------------------------------------------------------------------------------ epoch
     def train_epoch(self, plan: PhasePlan) -> dict:
         """Train from self.pos to the end of the epoch; returns the epoch's train stats."""
         t, pos = self.cfg.training, self.pos
-        accum = t.grad_accum_steps
+        accum, start = t.grad_accum_steps, pos.batches_done
         n_batches = plan.steps_per_epoch * accum
-        start = pos.batches_done
-        grades = [r.grade for r in self.splits.train]
-        order = sampling.epoch_indices(grades, t.seed * 1000 + plan.phase * 100, pos.epoch, self.denv.rank,
-                                       self.denv.world_size, t.sampler_power if t.use_sampler else None)
+        order = sampling.epoch_indices([r.grade for r in self.splits.train], t.seed * 1000 + plan.phase * 100,
+                                       pos.epoch, self.denv.rank, self.denv.world_size,
+                                       t.sampler_power if t.use_sampler else None)
         plan.order.indices = order[start * t.batch_size: n_batches * t.batch_size]
         plan.net.train()
         bar = ProgressBar(n_batches - start, f"phase {plan.phase} epoch {pos.epoch}/{plan.epochs}")
@@ -244,13 +214,7 @@ class Trainer:
             if not last:
                 t_data = time.perf_counter()
                 continue
-            if t.max_grad_norm > 0:
-                self.compute.scaler.unscale_(plan.optimizer)
-                torch.nn.utils.clip_grad_norm_([p for g in plan.optimizer.param_groups for p in g["params"]],
-                                               t.max_grad_norm)
-            self.compute.scaler.step(plan.optimizer)
-            self.compute.scaler.update()
-            plan.optimizer.zero_grad(set_to_none=True)
+            self.compute.step(plan.optimizer, t.max_grad_norm)  # unscale, clip, step, update the loss scale
             plan.scheduler.step()
             samples += len(batch["grade"]) * accum
             pos.global_step += 1
@@ -273,7 +237,7 @@ class Trainer:
             t_data = time.perf_counter()
         bar.close()
         if t.bn_recompute_batches:  # fresh BatchNorm statistics for these weights, on clean images
-            recompute_batchnorm(self.model, self._eval_loader("train", plan.sides, t.bn_recompute_batches),
+            recompute_batchnorm(self.model, self.eval_loader("train", plan.sides, t.bn_recompute_batches),
                                 lambda b: model_inputs(b, plan.sides, self.device, self.cfg.model.channels_last),
                                 self.compute.autocast)
         distributed.broadcast_buffers(self.model)
@@ -301,43 +265,23 @@ class Trainer:
         if not math.isfinite(v):
             raise TrainingError(f"loss is {v} at phase {phase} epoch {self.pos.epoch} step "
                                 f"{self.pos.global_step}: lower the learning rate (training.lr_phase{phase}) "
-                                f"or use precision 'fp32'; the last good checkpoint is kept in {self.ckpt_dir}")
+                                f"or use precision 'fp32'; the last good checkpoint is kept in {self.ckpts.dir}")
         return v
 
-    # ----------------------------------------------------------------------------------- preemption
     def _report_preempted(self, plan: PhasePlan, seconds: float) -> None:
-        since = self.preemption.seconds_since_signal()
-        self.events.emit("preempted", f"signal received: saved {self.ckpt_dir}/last.pth "
-                                      f"{since:.2f}s after the signal; resume with --resume auto",
-                         severity="WARNING", phase=plan.phase, epoch=self.pos.epoch, step=self.pos.global_step,
-                         batches_done=self.pos.batches_done, save_s=round(seconds, 3),
-                         signal_to_saved_s=round(since, 3))
+        self.preemption.report(self.events, self.ckpts.dir, seconds, phase=plan.phase, epoch=self.pos.epoch,
+                               step=self.pos.global_step, batches_done=self.pos.batches_done)
         self.run_dir.publish()
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
-    def _eval_loader(self, split: str, sides, max_batches: int = 0) -> DataLoader:
-        """Un-augmented batches of this rank's shard of a split (the first max_batches of a fixed shuffle
-        when given); kept, so persistent workers are not restarted every epoch."""
-        if (split, sides) not in self.eval_loaders:
-            t, dataset = self.cfg.training, self.datasets[split][sides]
-            rank, world = self.denv.rank, self.denv.world_size
-            indices = sampling.eval_indices(len(dataset), t.seed, rank, world, max_batches * t.batch_size)
-            self.eval_loaders[split, sides] = self._loader(dataset, sampling.EpochOrder(indices), drop_last=False,
-                                                           batch_size=0 if max_batches else t.eval_batch_size)
-        return self.eval_loaders[split, sides]
-
     def evaluate(self, split: str, sides) -> dict:
+        """val_loss, val_qwk, val_mae, val_acc and the report of a split over all ranks (each one calls it)."""
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
-        counts = confusion_counts(self.model, self._eval_loader(split, sides), self.compute.autocast,
-                                  lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
-                                  self._grading_loss)
-        confusion, criteria, loss_sum = (distributed.all_reduce_sum(counts[k]) for k in ("grade", "criteria",
-                                                                                        "loss_sum"))
-        report = report_from_confusion(*(c.round().long().cpu().numpy() for c in (confusion, criteria)))
-        return {"val_loss": float(loss_sum) / max(1, report["n"]), "val_qwk": report["qwk"],
-                "val_mae": report["mae"], "val_acc": report["accuracy"], "report": report}
+        return evaluate_shards(self.model, self.eval_loader(split, sides), self.compute.autocast,
+                               lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
+                               self._grading_loss)
 
     # ----------------------------------------------------------------------------------- bookkeeping
     def _end_of_epoch(self, plan: PhasePlan, metrics: dict, improved: bool) -> None:
@@ -346,23 +290,13 @@ class Trainer:
         pos, phase = self.pos, plan.phase
         self._check_finite(torch.tensor(metrics["val_loss"]), phase)
         remaining = (plan.epochs - pos.epoch) + (self.cfg.training.phase2_epochs if phase == 1 else 0)
-        fields = dict(phase=phase, epoch=pos.epoch, epochs=plan.epochs, step=pos.global_step,
-                      train_loss=metrics["train_loss"], val_loss=metrics["val_loss"], val_qwk=metrics["val_qwk"],
-                      val_mae=metrics["val_mae"], val_acc=metrics["val_acc"],
-                      lr=plan.optimizer.param_groups[0]["lr"], samples_per_s=round(metrics["samples_per_s"], 2),
-                      epoch_time_s=round(metrics["epoch_time_s"], 2), data_time_s=round(metrics["data_time_s"], 2),
-                      eta_s=round(remaining * metrics["epoch_time_s"], 1), improved=improved)
+        fields = epoch_fields(phase, pos.epoch, plan.epochs, pos.global_step, metrics,
+                              plan.optimizer.param_groups[0]["lr"], remaining, improved)
         self.history.append(fields)
         self.events.emit("epoch", f"epoch {pos.epoch} phase {phase} val_qwk {metrics['val_qwk']:.4f}", **fields)
-        if self.tb:
-            for key in ("train_loss", "val_loss", "val_qwk", "val_mae", "lr", "samples_per_s"):
-                self.tb.add_scalar(f"phase{phase}/{key}", fields[key], pos.global_step)
+        add_epoch_scalars(self.tb, phase, fields, pos.global_step)
         if improved and self.is_main:
-            best = {"model": self.model.state_dict(), "model_signature": self.model_signature, "phase": phase,
-                    "run_id": self.run_id,
-                    "epoch": pos.epoch, "metrics": {k: metrics[k] for k in ("val_loss", "val_qwk", "val_mae",
-                                                                            "val_acc")}}
-            seconds = checkpoint.save(best, storage.join(self.ckpt_dir, f"phase{phase}_best.pth"))
+            seconds = self.ckpts.save_best(self.model, phase, pos.epoch, metrics)
             self.events.emit("checkpoint", f"new best {self.cfg.early_stopping.metric} "
                                            f"{plan.stopper.best:.4f}: phase{phase}_best.pth",
                              phase=phase, epoch=pos.epoch, kind="best", save_s=round(seconds, 3))
@@ -370,12 +304,11 @@ class Trainer:
         next_epoch = Position(phase, pos.epoch + 1, 0, pos.global_step, pos.phase_step)
         # Numbered over the whole run (phase 2 continues phase 1's count) so names never collide.
         run_epoch = pos.epoch + (self.cfg.training.phase1_epochs if phase == 2 else 0)
-        every = self.cfg.output.save_every
         self.last_save_s = self._save_training_state(plan, "last.pth", next_epoch)
-        if every and run_epoch % every == 0:
+        if self.cfg.output.save_every and run_epoch % self.cfg.output.save_every == 0:
             self._save_training_state(plan, f"checkpoint_epoch_{run_epoch}.pth", next_epoch)
         if self.is_main:
-            checkpoint.prune(self.ckpt_dir, self.cfg.output.keep_last, owned=self.epoch_ckpts)
+            self.ckpts.prune(self.cfg.output.keep_last)
             self.run_dir.publish()
         distributed.barrier()
 
@@ -384,16 +317,9 @@ class Trainer:
         all_rng = distributed.gather_objects(checkpoint.rng_state())
         if not self.is_main:
             return 0.0
-        state = {"model": self.model.state_dict(), "optimizer": plan.optimizer.state_dict(),
-                 "scheduler": plan.scheduler.state_dict(), "scaler": self.compute.scaler.state_dict(),
-                 "early_stopping": plan.stopper.state_dict(), "position": asdict(position),
-                 "global_step": position.global_step, "rng": all_rng, "model_signature": self.model_signature,
-                 "history": self.history, "config": self.cfg.to_dict(), "run_id": self.run_id,
-                 "epoch_checkpoints": sorted(self.epoch_ckpts | ({name} if name.startswith("checkpoint_epoch_")
-                                                                else set()))}
-        if name.startswith("checkpoint_epoch_"):
-            self.epoch_ckpts.add(name)
-        seconds = checkpoint.save(state, path := storage.join(self.ckpt_dir, name))
+        path, seconds = self.ckpts.save_training(
+            name, position, all_rng, model=self.model, optimizer=plan.optimizer, scheduler=plan.scheduler,
+            scaler=self.compute.scaler, early_stopping=plan.stopper, history=self.history, config=self.cfg.to_dict())
         self.events.emit("checkpoint", f"saved {name} in {seconds:.2f}s", phase=plan.phase, epoch=position.epoch,
                          step=position.global_step, path=path, kind=name.split("_")[0].removesuffix(".pth"),
                          save_s=round(seconds, 3))
@@ -406,21 +332,14 @@ class Trainer:
         if self.is_main:
             cards = latency.sample_cards(self.datasets["test"][sides], sides)
             report["inference"] = latency.measure(self.model, cards, self.cfg.training.eval_batch_size)
-            export_path = export_model(self.model, self.model_dir, {
-                "image_size": list(self.cfg.data.image_size), "sides": list(sides),
-                "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")},
-                "preset": self.cfg.source})
+            export_path = export_trained(self.model, self.run_dir.model_dir, sides, report, self.cfg)
             self.run_dir.write_text("report.json", json.dumps(report, indent=2))
             self.run_dir.publish()
             if self.events.mode == "text":
                 print(format_report(report), flush=True)
             self.events.emit("done", f"test QWK {report['qwk']:.4f}, MAE {report['mae']:.3f}; model exported to "
-                                     f"{export_path}", test_acc=report["accuracy"], inference=report["inference"],
-                             **{f"test_{k}": report[k] for k in ("qwk", "mae", "within_one", "macro_f1",
-                                                                 "weighted_f1")},
-                             per_grade_accuracy=report["per_grade_accuracy"], confusion=report["confusion"],
-                             criteria=report.get("criteria", {}),
-                             export_path=export_path, step=self.pos.global_step)
+                                     f"{export_path}", **done_fields(report), export_path=export_path,
+                             step=self.pos.global_step)
         distributed.barrier()
         return EXIT_OK
 
