@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
 from PIL import Image, ImageStat
 
 from core import storage
+from core.parallel import ordered_map
 
 # Below this many pixels on the short side a card scan shows no corner or edge detail worth learning.
 MIN_SIDE = 64
@@ -82,8 +81,4 @@ def probe_image(path: str) -> ImageInfo:
 def probe_images(paths: Iterable[str], workers: int | None = None) -> dict[str, ImageInfo]:
     """Probe each distinct path once. PIL releases the GIL while decoding, so threads use all cores."""
     unique = list(dict.fromkeys(paths))
-    workers = workers or min(8, os.cpu_count() or 1)
-    if workers <= 1 or len(unique) < 2:
-        return {p: probe_image(p) for p in unique}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(unique, pool.map(probe_image, unique)))
+    return dict(zip(unique, ordered_map(probe_image, unique, workers)))

@@ -1,13 +1,14 @@
 """Map a function over items on all cores with threads, results in input order.
 
 Threads, not processes: the work this is for (rendering synthetic cards, decoding JPEGs, PIL resizes and
-numpy filters for the uint8 caches) runs mostly in C code that releases the GIL, so two threads on a
+numpy filters for the uint8 caches, probing a user's scans in core.splits) runs mostly in C code that releases the GIL, so two threads on a
 2-core machine do it in about 0.65x the time (benchmarks/bench_prepare.py), without pickling images between
 processes or forking a process that already runs torch's thread pool.
 """
 from __future__ import annotations
 
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -31,13 +32,13 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 
         yield from map(fn, items)
         return
     pool = ThreadPoolExecutor(max_workers=workers)
-    pending = []
+    pending: deque = deque()
     try:
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 4 * workers:
-                yield pending.pop(0).result()
+                yield pending.popleft().result()
         while pending:
-            yield pending.pop(0).result()
+            yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
