@@ -25,6 +25,7 @@ from cockpit.tui.app import CockpitApp
 from cockpit.tui.dialogs import ErrorDialog, SubmitDialog
 from cockpit.tui.form import field_id
 from core import storage
+from tests.test_tui import show_form_section
 from textual.widgets import Input
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,8 +124,10 @@ async def wait_for(pilot, predicate, timeout: float = 90.0) -> None:
         await pilot.pause(0.05)
 
 
-async def open_form(pilot) -> None:
-    await wait_for(pilot, lambda: pilot.app.presets_section.form.ready)
+async def open_form(pilot, section: str = "data") -> None:
+    """The Presets form, ready, showing `section` (switched to with F9, as a user does)."""
+    await wait_for(pilot, lambda: pilot.app.presets_section.ready)
+    await show_form_section(pilot, section)
 
 
 # -- the TUI ----------------------------------------------------------------------------------------------
@@ -134,7 +137,7 @@ async def test_tui_journey_edit_submit_build_follow_pull_predict(cloud_workdir, 
                                                                  tiny_model, cards, capsys):
     app = CockpitApp("presets/mycloud.toml", runs_dir=cloud_workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await open_form(pilot)
+        await open_form(pilot, "training")
         box = app.query_one(f"#{field_id('training', 'batch_size')}", Input)
         box.value = "16"
         await pilot.pause()
@@ -185,7 +188,7 @@ async def test_tui_budget_refusal_is_a_dialog_and_keeps_the_edit(cloud_workdir, 
     preset = cloud_workdir / "presets/mycloud.toml"
     app = CockpitApp("presets/mycloud.toml", runs_dir=cloud_workdir / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await open_form(pilot)
+        await open_form(pilot, "cloud")
         box = app.query_one(f"#{field_id('cloud', 'max_cost_usd')}", Input)
         box.value = "0.01"
         await pilot.pause()

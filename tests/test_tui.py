@@ -15,6 +15,7 @@ from cockpit.presets import PresetDocument
 from cockpit.tui.app import CockpitApp
 from cockpit.jobs import Backends
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen
+from cockpit.tui.form import FORM_SECTIONS
 from cockpit.tui.logview import LogView
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -58,8 +59,23 @@ async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
 
 
 async def ready(pilot) -> None:
-    """The form's later sections mount right after the first paint: wait for them."""
-    await wait_for(pilot, lambda: pilot.app.presets_section.form.ready)
+    """The first screen takes keys once the preset picker (mounted right after the first paint) and the
+    form's section on screen are mounted: wait for them."""
+    await wait_for(pilot, lambda: pilot.app.presets_section.ready)
+
+
+async def show_form_section(pilot, section: str) -> None:
+    """Show a preset section as a user does, with F9 (it works in a text box too); a section is built the
+    first time it is shown."""
+    form = pilot.app.presets_section.form
+    for _ in range(len(FORM_SECTIONS)):
+        if form.current == section:
+            break
+        before = form.current
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: form.current != before)
+    assert form.current == section
+    await wait_for(pilot, lambda: form.ready)
 
 
 async def settle(pilot) -> None:
@@ -79,6 +95,7 @@ async def test_bad_value_shows_the_engines_message(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "0"
         await pilot.pause()
         try:
@@ -93,6 +110,7 @@ async def test_fixing_a_bad_value_clears_its_message(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         field = app.query_one("#training--lr_phase1", Input)
         field.value = "fast"
         await pilot.pause()
@@ -107,6 +125,7 @@ async def test_changing_the_gpu_changes_the_estimate(workdir):
     app = CockpitApp("presets/cloud.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "cloud")
         await settle(pilot)
         before = app.estimate_result.estimate
         assert before is not None and "NVIDIA_TESLA_T4" in before.target
@@ -122,6 +141,7 @@ async def test_gpu_choices_follow_the_machine(workdir):
     app = CockpitApp("presets/cloud.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "cloud")
         app.query_one("#cloud--machine_type", Select).value = "g2-standard-8"
         await pilot.pause()
         await pilot.pause()
@@ -137,6 +157,7 @@ async def test_save_keeps_the_files_comments(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "64"
         await pilot.pause()
         assert app.doc.dirty
@@ -153,6 +174,7 @@ async def test_quit_with_unsaved_changes_asks_first(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "48"
         await pilot.pause()
         app.presets_section.form.focus()
@@ -169,6 +191,7 @@ async def test_switching_preset_with_unsaved_changes_asks_first(workdir):
     app = CockpitApp("presets/local.toml")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "48"
         await pilot.pause()
         app.query_one("#preset-picker", Select).value = str((workdir / "presets/smoke.toml").resolve())
@@ -194,6 +217,141 @@ async def test_new_preset_from_this_one_extends_it(workdir):
     text = (workdir / "presets/tiny.toml").read_text()
     assert 'extends = "smoke.toml"' in text
     assert PresetDocument.load(workdir / "presets/tiny.toml").validate().training.batch_size == 16
+
+
+def expected_value(doc: PresetDocument, section: str, key: str, widget) -> object:
+    from cockpit.tui.form import to_text
+    from textual.widgets import Checkbox
+
+    value = doc.get(section, key)
+    if isinstance(widget, Checkbox):
+        return bool(value)
+    if isinstance(widget, Input):
+        return to_text(value)
+    return value
+
+
+def assert_rows_show(app: CockpitApp, doc: PresetDocument, section: str) -> None:
+    """Every row of `section` shows `doc`'s effective value."""
+    from core.config import schema
+
+    for spec in (s for s in schema() if s.section == section):
+        widget = app.query_one(f"#{section}--{spec.key}")
+        assert widget.value == expected_value(doc, section, spec.key, widget), (section, spec.key)
+
+
+async def test_a_later_section_is_built_when_first_shown_with_the_files_values(workdir):
+    app = CockpitApp("presets/cloud.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        form = app.presets_section.form
+        assert form.current == FORM_SECTIONS[0] == "data" and set(form.groups) == {"data"}
+        assert not app.query("#group-training") and not app.query("#training--batch_size")
+        assert not app.query("#cloud--machine_type")
+        await show_form_section(pilot, "training")
+        assert set(form.groups) == {"data", "model", "training"}  # F9 went through [model]
+        assert_rows_show(app, app.doc, "training")
+        assert not app.query_one("#group-data").display and app.query_one("#group-training").display
+        await show_form_section(pilot, "cloud")
+        assert_rows_show(app, app.doc, "cloud")
+        # the catalog selects offer what the catalog allows for the file's machine and region
+        machine, region = app.doc.get("cloud", "machine_type"), app.doc.get("cloud", "region")
+        acc = app.query_one("#cloud--accelerator_type", Select)
+        offered = [v for _, v in acc._options if v is not Select.NULL and v != ""]  # "": CPU only
+        assert offered == app.catalog.accelerators_for(machine, region) and len(offered) > 1
+
+
+async def test_opening_another_preset_updates_built_and_unbuilt_sections(workdir):
+    local = PresetDocument.load(workdir / "presets/local.toml")
+    cloud = PresetDocument.load(workdir / "presets/cloud.toml")
+    app = CockpitApp("presets/local.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await show_form_section(pilot, "model")  # [data] and [model] built, the rest not yet
+        assert local.get("model", "backbone") != cloud.get("model", "backbone")  # the test can tell them apart
+        assert local.get("data", "image_size") != cloud.get("data", "image_size")
+        app.query_one("#preset-picker", Select).value = str((workdir / "presets/cloud.toml").resolve())
+        await wait_for(pilot, lambda: app.doc.path.name == "cloud.toml")
+        await pilot.pause()
+        assert_rows_show(app, cloud, "data")
+        assert_rows_show(app, cloud, "model")
+        assert local.get("output", "dir") != cloud.get("output", "dir")
+        await show_form_section(pilot, "output")  # built after the load: from the new document
+        assert_rows_show(app, cloud, "output")
+        await show_form_section(pilot, "cloud")
+        assert_rows_show(app, cloud, "cloud")
+        assert str(app.query_one("#top--description", Input).value) == cloud.get(None, "description")
+
+
+async def test_a_refused_value_in_a_section_not_on_screen_stays_flagged(workdir):
+    app = CockpitApp("presets/local.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        form = app.presets_section.form
+        status = app.query_one("#preset-status", Static)
+        bar = app.query_one("#form-sections", Static)
+        await show_form_section(pilot, "training")
+        app.query_one("#training--batch_size", Input).value = "0"
+        await pilot.pause()
+        message = error_text(app, "training", "batch_size")
+        assert "training.batch_size = 0 must be >= 1" in message
+        await show_form_section(pilot, "loss")  # [training] is off screen now
+        assert not app.query_one("#group-training").display
+        assert form.errors() == {"training.batch_size": message}
+        assert " training! " in str(bar.render()) and " loss! " not in str(bar.render())
+        assert message in str(status.render()) and status.has_class("invalid")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
+        assert app.screen.message == f"not saved: {message}"
+        await pilot.press("enter")
+        await show_form_section(pilot, "training")
+        app.query_one("#training--batch_size", Input).value = "48"
+        await pilot.pause()
+        assert form.errors() == {} and "!" not in str(bar.render())
+        assert str(status.render()) == "✓ the preset is valid" and not status.has_class("invalid")
+
+
+async def test_keys_reach_every_form_section(workdir):
+    from cockpit.tui.commands import CockpitCommands
+
+    app = CockpitApp("presets/cloud.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        form = app.presets_section.form
+        seen = [form.current]
+        for _ in FORM_SECTIONS:  # F9 steps through every section and wraps around
+            await pilot.press("f9")
+            await wait_for(pilot, lambda: form.current != seen[-1] and form.ready)
+            seen.append(form.current)
+        assert seen == [*FORM_SECTIONS, FORM_SECTIONS[0]] and set(form.groups) == set(FORM_SECTIONS)
+        await pilot.press("f8")  # back, wrapping to the last
+        await wait_for(pilot, lambda: form.current == FORM_SECTIONS[-1])
+        form.focus()  # outside a text box, ] and [ step too
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: form.current == FORM_SECTIONS[0])
+        await pilot.press("left_square_bracket")
+        await wait_for(pilot, lambda: form.current == FORM_SECTIONS[-1])
+        # in a text box F9 still works, and the focus goes on to the new section's first row
+        app.query_one("#cloud--project", Input).focus()
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: form.current == FORM_SECTIONS[0])
+        assert app.focused is app.query_one("#data--splits")
+        # the command palette lists every section
+        titles = {t: cb for t, _, cb in CockpitCommands(app.screen)._commands()}
+        assert {f"Presets: Edit the {s} section" for s in FORM_SECTIONS} <= set(titles)
+        titles["Presets: Edit the loss section"]()
+        await wait_for(pilot, lambda: form.current == "loss")
+
+
+async def test_a_click_on_a_section_name_shows_it(workdir):
+    app = CockpitApp("presets/local.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        bar = app.query_one("#form-sections", Static)
+        text = str(bar.render())
+        await pilot.click(bar, offset=(text.index(" output ") + 2, 0))
+        await wait_for(pilot, lambda: app.presets_section.form.current == "output")
+        assert app.query_one("#group-output").display
 
 
 # -- Run/Logs --------------------------------------------------------------------------------------------
@@ -460,13 +618,16 @@ async def test_boolean_rows_show_their_whole_mark_and_value(workdir, size):
     app = CockpitApp("presets/local.toml", runs_dir=workdir / "runs")
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
-        await pilot.pause()
-        boxes = list(app.query(BoolField))
-        assert len(boxes) >= 5
-        for box in boxes:
-            shown = box.render().plain.rstrip()
-            assert shown == ("▐X▌ true" if box.value else "▐ ▌ false"), box.id
-            assert box.size.width >= len(shown), box.id  # nothing clipped to "X…"
+        checked = 0
+        for section in (*FORM_SECTIONS[1:], FORM_SECTIONS[0]):  # every section, each while on screen
+            await show_form_section(pilot, section)
+            await pilot.pause()
+            for box in app.query_one(f"#group-{section}").query(BoolField):
+                shown = box.render().plain.rstrip()
+                assert shown == ("▐X▌ true" if box.value else "▐ ▌ false"), box.id
+                assert box.size.width >= len(shown), box.id  # nothing clipped to "X…"
+                checked += 1
+        assert checked >= 5
         box = app.query_one("#data--synthetic", BoolField)
         assert box.value is True
         box.focus()

@@ -13,7 +13,7 @@ from cockpit import presets as presets_service
 from cockpit.local_runs import LocalBackend
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog
-from tests.test_tui import SIZE, fake_backends, ready, wait_for, workdir  # noqa: F401 (fixture)
+from tests.test_tui import SIZE, fake_backends, ready, show_form_section, wait_for, workdir  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,6 +27,7 @@ async def test_a_failed_save_is_a_dialog_and_keeps_the_edits(workdir, monkeypatc
     before = (workdir / "presets/local.toml").read_text()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "64"
         await pilot.pause()
         monkeypatch.setattr(presets_service, "write_bytes_atomic", _disk_full)
@@ -42,6 +43,7 @@ async def test_saving_a_file_changed_on_disk_asks_first(workdir):
     path = workdir / "presets/local.toml"
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
+        await show_form_section(pilot, "training")
         app.query_one("#training--batch_size", Input).value = "64"
         await pilot.pause()
         path.write_text(path.read_text() + "# edited in another editor\n")

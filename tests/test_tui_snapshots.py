@@ -113,7 +113,7 @@ def job_rows() -> list[JobInfo]:
 
 async def _settle(pilot) -> None:
     app = pilot.app
-    while not app.presets_section.form.ready:  # later form sections mount after the first paint
+    while not app.presets_section.ready:  # the picker mounts right after the first paint
         await pilot.pause(0.05)
     for box in app.query(Input):
         box.cursor_blink = False
@@ -132,6 +132,13 @@ async def _settle(pilot) -> None:
 
 
 async def scene_presets(pilot) -> None:
+    await _settle(pilot)
+
+
+async def scene_form_cloud(pilot) -> None:
+    """The form's [cloud] section (built when first shown; F8 from [data] wraps to it): catalog selects."""
+    await _settle(pilot)
+    await pilot.press("f8")
     await _settle(pilot)
 
 
@@ -202,7 +209,8 @@ async def scene_submit(pilot) -> None:
     await pilot.pause()
 
 
-SCENES = {"presets": ("presets/local.toml", scene_presets), "cost": ("presets/cloud.toml", scene_cost),
+SCENES = {"presets": ("presets/local.toml", scene_presets), "form_cloud": ("presets/cloud.toml", scene_form_cloud),
+          "cost": ("presets/cloud.toml", scene_cost),
           "build": ("presets/cloud.toml", scene_build), "jobs": ("presets/cloud.toml", scene_jobs),
           "run": ("presets/local.toml", scene_run), "submit": ("presets/cloud.toml", scene_submit),
           "vertex": ("presets/cloud.toml", scene_vertex)}

@@ -1,5 +1,6 @@
-"""What the cockpit's start-up imports: the first screen (Presets) must not pay for the Google client
-libraries, torch, plotting or the other sections (they load when a section or a submit needs them).
+"""What the cockpit's start-up imports and builds: the first screen (Presets) must not pay for the Google
+client libraries, torch, plotting, dialogs or the other sections (they load when a section, a dialog or a
+submit needs them), nor for the preset sections not on screen.
 
 Checked in a fresh interpreter (subprocess), since this test process has imported them all already.
 Speed itself is measured by benchmarks/tui_bench.py, not asserted here.
@@ -19,7 +20,8 @@ HEAVY = ("torch", "torchvision", "numpy", "PIL", "grpc", "google.cloud.aiplatfor
          "google.cloud.logging", "google.cloud.logging_v2", "google.cloud.storage", "google.api_core",
          "google.auth", "plotext", "textual_plotext")
 LATER_SECTIONS = ("cockpit.tui.sections.cost", "cockpit.tui.sections.build", "cockpit.tui.sections.jobs",
-                  "cockpit.tui.sections.run", "cockpit.tui.plots", "cockpit.vertex", "cockpit.logs")
+                  "cockpit.tui.sections.run", "cockpit.tui.plots", "cockpit.vertex", "cockpit.logs",
+                  "cockpit.tui.dialogs", "cockpit.jobs")  # dialogs and backends: when first needed
 
 CHILD = r"""
 import asyncio, json, sys
@@ -33,16 +35,17 @@ after_import = loaded()
 async def main():
     app = CockpitApp("presets/local.toml", runs_dir="runs")
     async with app.run_test(size=(100, 30)) as pilot:
-        while not app.presets_section.form.ready:
+        while not app.presets_section.ready:
             await pilot.pause(0.05)
         await app.workers.wait_for_complete()  # the first estimate runs in a worker: count it too
         await pilot.pause()
         first_screen = loaded()
+        built = sorted(app.presets_section.form.groups)  # the preset sections built so far
         await pilot.press("f6")
         await pilot.pause()
         shown = app.active_section, type(app.active_section_widget()).__name__
     print(json.dumps({"import": after_import, "first_screen": first_screen, "run_shown": shown,
-                      "after_run": loaded()}))
+                      "after_run": loaded(), "built": built}))
 
 asyncio.run(main())
 """
@@ -62,6 +65,7 @@ def test_first_screen_imports_no_cloud_sdk_torch_or_later_sections(tmp_path):
     assert heavy_in(seen["import"]) == []
     assert heavy_in(seen["first_screen"]) == []
     assert heavy_in(seen["first_screen"], LATER_SECTIONS) == []
+    assert seen["built"] == ["data"]  # the form builds the other preset sections when first shown
     # ...and a section is imported and built the first time it is shown.
     assert seen["run_shown"] == ["run", "RunSection"]
     assert "cockpit.tui.sections.run" in seen["after_run"] and "textual_plotext" in seen["after_run"]
@@ -81,7 +85,7 @@ async def main():
     seen = {}
     app = Probe("presets/local.toml", runs_dir="runs")
     async with app.run_test(size=(100, 30)) as pilot:
-        while not app.presets_section.form.ready:
+        while not app.presets_section.ready:
             await pilot.pause(0.05)
         await pilot.pause(0.2)  # the start-up check runs every 50 ms
         seen["at_mount"], seen["form_complete"] = app.gc_at_mount, gc.isenabled()

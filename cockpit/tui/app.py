@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -26,7 +27,6 @@ from core.config import ConfigError
 from cockpit.errors import EXIT_USAGE, CockpitError
 from cockpit.presets import PresetDocument
 from cockpit.tui.commands import CockpitCommands
-from cockpit.tui.dialogs import ConfirmDialog, ErrorDialog, HelpScreen, SubmitDialog
 from cockpit.tui.estimate_panel import CostPanel, EstimateResult
 from cockpit.tui.form import PresetForm
 from cockpit.tui.paths import short_paths, show_path
@@ -71,6 +71,20 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:400]
 
 
+class CockpitScreen(Screen):
+    """The cockpit's main screen. Textual restyles every widget of a screen when it is resumed; on the
+    first resume, at start-up, each one was styled moments before, when it mounted, so that pass repeated
+    the work: 5% of the time to the first paint (tui_bench.py). Later resumes are Textual's own."""
+
+    _resumed = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        if not self._resumed:
+            self._resumed = True
+            event = events.ScreenResume(refresh_styles=False)
+        super()._on_screen_resume(event)
+
+
 class CockpitApp(App):
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "psa-cockpit"
@@ -96,11 +110,10 @@ class CockpitApp(App):
                  catalog: Any = None, backends: Any = None):
         super().__init__()
         from cockpit.catalog import load_catalog
-        from cockpit.jobs import Backends
 
         self.catalog = catalog or load_catalog()
         self.doc = PresetDocument.load(preset_path or "local", self.catalog)
-        self.backends = backends or Backends(runs_dir)
+        self._backends, self._runs_dir = backends, runs_dir  # `backends`: made when first needed
         self.cfg: Any = None            # the last valid Config of the document (None while invalid)
         self.validation_error = ""
         self.estimate_result = EstimateResult()
@@ -111,6 +124,9 @@ class CockpitApp(App):
         self._mounting: dict[str, Any] = {}  # section id -> its pending mount (first show)
 
     # -- layout ------------------------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        return CockpitScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial=FIRST_SECTION, id="sections"):
@@ -128,11 +144,21 @@ class CockpitApp(App):
         self.validate_document()
         self.schedule_estimate(delay=0)
 
-    def on_preset_form_completed(self, event: PresetForm.Completed) -> None:
+    def on_preset_form_started(self, event: PresetForm.Started) -> None:
         resume_gc()  # start-up is over (an app that ends sooner resumes it in on_unmount)
 
     def on_unmount(self) -> None:
         resume_gc()
+
+    @property
+    def backends(self) -> Any:
+        """Local runs and Vertex AI jobs (cockpit.jobs.Backends), imported when a section or a submit
+        first needs them: the first screen does not."""
+        if self._backends is None:
+            from cockpit.jobs import Backends
+
+            self._backends = Backends(self._runs_dir)
+        return self._backends
 
     # -- sections ----------------------------------------------------------------------------------------
 
@@ -346,6 +372,7 @@ class CockpitApp(App):
 
     def _confirm_submit(self, plan: Any) -> None:
         from core import storage
+        from cockpit.tui.dialogs import SubmitDialog
 
         splits = plan.cfg.data.splits
         can_upload = not storage.is_gcs(splits) and Path(splits).is_file()
@@ -403,6 +430,8 @@ class CockpitApp(App):
         self.worker_state_changed(event)
 
     def show_error(self, message: str, title: str = "Error") -> None:
+        from cockpit.tui.dialogs import ErrorDialog  # like every dialog, imported when first needed
+
         message = short_paths(message)
         top = self.screen
         if isinstance(top, ErrorDialog) and top.message == message:
@@ -410,6 +439,8 @@ class CockpitApp(App):
         self.push_screen(ErrorDialog(message, title))
 
     def help_rows(self) -> list[tuple[str, str, str, str]]:
+        from cockpit.tui.dialogs import ConfirmDialog, HelpScreen, SubmitDialog
+
         rows = []
 
         def add(where: str, bindings: Iterator[Binding] | list) -> None:
@@ -432,10 +463,14 @@ class CockpitApp(App):
         return rows
 
     def action_help(self) -> None:
+        from cockpit.tui.dialogs import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_rows()))
 
     def action_quit_cockpit(self) -> None:
+        from cockpit.tui.dialogs import ConfirmDialog
+
         reasons = []
         section = self.shown_run()
         run = section.active_local_run if section is not None else None

@@ -1,4 +1,6 @@
-"""The preset form, built from the schema (`core.config.schema()`): one row per key, grouped by section.
+"""The preset form, built from the schema (`core.config.schema()`): one row per key, one preset section
+([data], [model], ...) on screen at a time, chosen in a bar above the rows (a click, F8/F9, or `[`/`]`
+outside a text box).
 
 Every edit goes through `PresetDocument.set`, so a bad value shows the engine's own one-line message
 under its row, the same text the headless CLI prints. Machine type, GPU and GPU count are selects that
@@ -11,6 +13,7 @@ from typing import Any, TypeVar
 import tomlkit
 from textual.app import ComposeResult
 from textual.containers import Container, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
@@ -60,6 +63,8 @@ class BoolField(Checkbox):
     def __init__(self, value: bool, **kwargs: Any):
         super().__init__(to_text(bool(value)), value=bool(value), **kwargs)
         self.BUTTON_INNER = "X" if self.value else " "
+        if self.value:  # the class the first watch_value sets: set now, it does not restyle the row again
+            self.add_class("-on", update=False)
 
     def watch_value(self) -> None:
         super().watch_value()
@@ -78,15 +83,39 @@ def compact(widget: CompactT) -> CompactT:
     return widget
 
 
-EAGER_GROUPS = 2  # [data] and [model] fill the first screen
+# The preset's sections ([data], [model], ...) in the schema's order: the form shows one at a time.
+FORM_SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(spec.section for spec in schema()))
+
+
+class SectionBar(Static):
+    """The preset's sections on one line (two when narrow): the one on screen highlighted, "!" after one
+    with a row whose value was refused. A click on a name shows that section."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.set_reactive(SectionBar.auto_links, False)  # names are click targets drawn in our styles, not links
+
+    def show(self, current: str, flagged: set[str]) -> None:
+        bits = []
+        for section in FORM_SECTIONS:
+            style = "bold $background on $accent" if section == current else "$error" if section in flagged else ""
+            mark = "!" if section in flagged else ""
+            bits.append(f"[{style} @click=show('{section}')] {section}{mark} [/]")
+        self.update(Content.from_markup("".join(bits)))
+
+    def action_show(self, section: str) -> None:
+        self.post_message(PresetForm.ShowSection(section))
 
 
 class FormGroup(Container):
-    """One preset section's rows: a two-column grid (key, control)."""
+    """One preset section's rows: a two-column grid (key, control). `section` "top" holds the top-level
+    description, shown above every section."""
 
-    def __init__(self, form: PresetForm, section: str, specs: list[FieldSpec]):
+    def __init__(self, form: PresetForm, section: str, specs: list[FieldSpec], *, hidden: bool = False):
         super().__init__(classes="form-group", id=f"group-{section}")
         self.form, self.section, self.specs = form, section, specs
+        if hidden:  # mounted out of sight, then swapped in: no frame shows two sections
+            self.display = False
 
     def compose(self) -> ComposeResult:
         yield from self.form.group_rows(self.section, self.specs)
@@ -97,11 +126,12 @@ class FormGroup(Container):
 
 
 class PresetForm(VerticalScroll):
-    """Schema-driven editor of one PresetDocument.
+    """Schema-driven editor of one PresetDocument, one preset section at a time.
 
-    Each section is a two-column grid (key, control), which keeps the widget count low: the form has
-    ~80 rows and every widget costs start-up time. An error line is mounted under a row only while the
-    row is invalid.
+    Every widget costs start-up time (the form has ~80 rows), so only the section on screen is built at
+    first; each other section is built, from the document as it is then, the first time it is shown.
+    Each section is a two-column grid (key, control); an error line is mounted under a row only while
+    the row is invalid, and the section bar marks the section with "!".
     """
 
     class Edited(Message):
@@ -111,46 +141,89 @@ class PresetForm(VerticalScroll):
             super().__init__()
             self.section, self.key, self.value = section, key, value
 
+    class ErrorsChanged(Message):
+        """A row's error appeared or cleared (`errors()` says which rows are invalid now)."""
+
+    class ShowSection(Message):
+        """The user asked for another section (a click in the section bar)."""
+
+        def __init__(self, section: str):
+            super().__init__()
+            self.section = section
+
+    class Started(Message):
+        """The first section is mounted and painted: the cockpit's start-up is over."""
+
     def __init__(self, catalog: Catalog, doc: PresetDocument | None = None, *, id: str | None = None):
         super().__init__(id=id)
         self.catalog = catalog
         self.doc = doc
         self.specs = {(s.section, s.key): s for s in schema()}
         self.messages: dict[str, str] = {}  # "section--key" -> the engine's message, for invalid rows
-        self._later_groups: list[FormGroup] = []  # mounted after the first paint
+        self.current = FORM_SECTIONS[0]  # the section on screen
+        self.groups: dict[str, FormGroup] = {}  # the sections built so far
+        self._mounting: dict[str, Any] = {}  # section -> its pending mount (first show)
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        by_section: dict[str, list[FieldSpec]] = {}
-        for spec in schema():
-            by_section.setdefault(spec.section, []).append(spec)
-        groups = [FormGroup(self, section, specs) for section, specs in by_section.items()]
-        # What the first screen shows is mounted at once; the rest right after the first paint.
-        yield from groups[:EAGER_GROUPS]
-        self._later_groups = groups[EAGER_GROUPS:]
+        bar = SectionBar(id="form-sections")
+        bar.show(self.current, set())
+        yield bar
+        yield FormGroup(self, "top", [])
+        self.groups[self.current] = FormGroup(self, self.current, self._section_specs(self.current))
+        yield self.groups[self.current]
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self._mount_later_groups)
+        self.call_after_refresh(self.post_message, self.Started())
 
-    class Completed(Message):
-        """Every group of the form is mounted: the cockpit's start-up is over."""
+    def _section_specs(self, section: str) -> list[FieldSpec]:
+        return [spec for (s, _), spec in self.specs.items() if s == section]
 
-    async def _mount_later_groups(self) -> None:
-        if self.is_attached and self._later_groups:  # not when the app quit before the first refresh
-            groups, self._later_groups = self._later_groups, []
-            await self.mount_all(groups)
-            self.post_message(self.Completed())
+    async def show_section(self, section: str) -> None:
+        """Put `section` on screen, building its rows from the document the first time."""
+        if section not in FORM_SECTIONS or section == self.current:
+            return
+        group = self.groups.get(section)
+        if group is None:
+            group = self.groups[section] = FormGroup(self, section, self._section_specs(section), hidden=True)
+            self._mounting[section] = self.mount(group)
+        pending = self._mounting.get(section)
+        if pending is not None:  # a click and a key may ask at once: both wait for the one mount
+            await pending
+            self._mounting.pop(section, None)
+        if section == self.current:
+            return
+        old = self.groups[self.current]
+        focus_was_in_old = self.app.focused is not None and old in self.app.focused.ancestors
+        old.display, group.display = False, True
+        self.current = section
+        self.scroll_home(animate=False)
+        self._show_bar()
+        if focus_was_in_old:  # a hidden row keeps no focus: go on in the same place of the new section
+            group.query_one(f"#{field_id(section, group.specs[0].key)}").focus()
+
+    async def step_section(self, step: int) -> None:
+        """The next (+1) or previous (-1) section, wrapping around."""
+        index = (FORM_SECTIONS.index(self.current) + step) % len(FORM_SECTIONS)
+        await self.show_section(FORM_SECTIONS[index])
+
+    async def on_preset_form_show_section(self, event: ShowSection) -> None:
+        event.stop()
+        await self.show_section(event.section)
+
+    def _show_bar(self) -> None:
+        flagged = {fid.split("--", 1)[0] for fid in self.messages}
+        self.query_one("#form-sections", SectionBar).show(self.current, flagged)
 
     def group_rows(self, section: str, specs: list[FieldSpec]) -> ComposeResult:
-        """A section's rows (the top-level description first, above the first section)."""
+        """A section's rows ("top": the top-level description)."""
         doc = self.doc
-        if section == next(iter(self.specs))[0]:
+        if section == "top":
             description = str(doc.get(None, "description") or "") if doc else ""
             yield from self._row("top", "description", compact(Input(
                 description, id="top--description", tooltip="what this preset is for (top-level key)",
                 validate_on=[])))
-        yield Static(f"[{section}]", classes="form-section", markup=False)
         for spec in specs:
             value = doc.get(spec.section, spec.key) if doc else spec.default
             yield from self._row(spec.section, spec.key, self._control(spec, value))
@@ -158,16 +231,16 @@ class PresetForm(VerticalScroll):
     def watch_has_focus(self, has_focus: bool) -> None:
         # Textual restyles a widget and every descendant when its focus changes; no rule styles the rows
         # by the form's focus (only the form's own scrollbar), so restyle the form alone. With ~250
-        # widgets in it, the full restyle was a quarter of the time to the first paint (tui_bench.py).
+        # widgets in it (every section built), the full restyle was a quarter of the time to the first
+        # paint (tui_bench.py); it still grows with each section shown.
         self.app.stylesheet.update_nodes([self], animate=True)
 
     @property
     def ready(self) -> bool:
-        """Every section's rows are mounted (the lazy ones follow the first paint). A group counts once it
-        is mounted itself, which Textual does after its whole subtree: a group merely attached may still
-        be composing its selects."""
-        groups = list(self.query(FormGroup).results(FormGroup))
-        return len(groups) == len({s.section for s in self.specs.values()}) and all(g.is_mounted for g in groups)
+        """The section on screen has its rows mounted: they show the document and take keys. (A group
+        counts once it is mounted itself, which Textual does after its whole subtree.)"""
+        group = self.groups.get(self.current)
+        return group is not None and group.is_mounted
 
     def _row(self, section: str, key: str, control: Any) -> ComposeResult:
         inherited = self.doc is not None and section != "top" and not self.doc.is_set_here(section, key)
@@ -195,47 +268,55 @@ class PresetForm(VerticalScroll):
     # -- filling from a document -------------------------------------------------------------------------
 
     def load(self, doc: PresetDocument) -> None:
-        """Show `doc`'s effective values (its own, inherited or default); nothing is stored."""
+        """Show `doc`'s effective values (its own, inherited or default); nothing is stored. Sections not
+        built yet read `doc` when they are."""
         self.doc = doc
         self.query_one("#top--description", Input).value = str(doc.get(None, "description") or "")
-        for (section, key), spec in self.specs.items():
-            widget = self.query_one(f"#{field_id(section, key)}")
-            value = doc.get(section, key)
-            if isinstance(widget, Checkbox):
-                widget.value = bool(value)
-            elif isinstance(widget, Input):
-                widget.value = to_text(value)
-            elif not (section == "cloud" and key in CATALOG_KEYS):
-                widget.value = value
+        for fid in list(self.messages):  # only built rows have errors
+            section, key = fid.split("--", 1)
             self._show_error(section, key, "")
-        self._show_error("top", "description", "")
+        for group in self.groups.values():
+            for spec in group.specs:
+                widget = self.query_one(f"#{field_id(spec.section, spec.key)}")
+                value = doc.get(spec.section, spec.key)
+                if isinstance(widget, Checkbox):
+                    widget.value = bool(value)
+                elif isinstance(widget, Input):
+                    widget.value = to_text(value)
+                elif not (spec.section == "cloud" and spec.key in CATALOG_KEYS):
+                    widget.value = value
         self.sync_catalog(fix=False)
         self._mark_inherited()
 
     def _mark_inherited(self) -> None:
         if self.doc is None:
             return
-        for section, key in self.specs:
-            label = self.query_one(f"#label-{field_id(section, key)}", Label)
-            label.set_class(not self.doc.is_set_here(section, key), "inherited")
+        for group in self.groups.values():
+            for spec in group.specs:
+                label = self.query_one(f"#label-{field_id(spec.section, spec.key)}", Label)
+                label.set_class(not self.doc.is_set_here(spec.section, spec.key), "inherited")
 
     def _show_error(self, section: str | None, key: str, message: str) -> None:
         fid = field_id(section or "top", key)
+        if self.messages.get(fid, "") == message:
+            return  # the common case: a valid row stays valid
         control = self.query_one(f"#{fid}")
         control.set_class(bool(message), "invalid")
-        had = fid in self.messages
+        if message and fid in self.messages:
+            self.query_one(f"#error-{fid}", Static).update(message)
+        elif message:
+            self.mount(Static(message, classes="field-error", id=f"error-{fid}", markup=False), after=control)
+        else:
+            self.query_one(f"#error-{fid}", Static).remove()
         if message:
             self.messages[fid] = message
-            if had:
-                self.query_one(f"#error-{fid}", Static).update(message)
-            else:
-                self.mount(Static(message, classes="field-error", id=f"error-{fid}", markup=False), after=control)
-        elif had:
+        else:
             del self.messages[fid]
-            self.query_one(f"#error-{fid}", Static).remove()
+        self._show_bar()
+        self.post_message(self.ErrorsChanged())
 
     def errors(self) -> dict[str, str]:
-        """Rows showing an error: 'section.key' -> message."""
+        """Rows showing an error, on screen or not: 'section.key' -> message."""
         return {fid.replace("--", "."): message for fid, message in self.messages.items()}
 
     # -- catalog-driven selects -------------------------------------------------------------------------
@@ -247,7 +328,7 @@ class PresetForm(VerticalScroll):
         without it (loading a file), the file's value is kept and shown, and validation reports it.
         """
         doc, cat = self.doc, self.catalog
-        if doc is None:
+        if doc is None or "cloud" not in self.groups:  # the selects are built with the section
             return
         region = doc.get("cloud", "region")
         self._offer("region", [(r, r) for r in cat.regions], region, fix)
