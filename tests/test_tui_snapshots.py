@@ -113,8 +113,11 @@ def job_rows() -> list[JobInfo]:
 
 async def _settle(pilot) -> None:
     app = pilot.app
-    while not app.presets_section.ready:  # the picker mounts right after the first paint
+    for _ in range(400):  # the picker mounts right after the first paint (bounded: a crash must not hang)
+        if app.presets_section.ready:
+            break
         await pilot.pause(0.05)
+    assert app.presets_section.ready, "the Presets section never became ready"
     for box in app.query(Input):
         box.cursor_blink = False
     await app.workers.wait_for_complete()

@@ -168,6 +168,7 @@ class PresetForm(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         bar = SectionBar(id="form-sections")
+        bar.tooltip = "Click a section, or step through them with F9 / F8 (] / [ outside a text box)"
         bar.show(self.current, set())
         yield bar
         yield FormGroup(self, "top", [])
