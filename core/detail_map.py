@@ -49,8 +49,9 @@ _MEDIAN9_EXCHANGES = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4
 
 def median3x3(gray: np.ndarray) -> np.ndarray:
     """3x3 median of a uint8 HxW array, borders repeated: the same values as PIL's MedianFilter(3) (a test
-    checks), about 20x faster on a 200x280 scan (benchmarks/bench_prepare.py), because every pixel goes through the same 19 vectorised
-    min/max steps instead of a per-pixel sort. Building the detail map was most of the cache's build time."""
+    checks), about 20x faster on a 200x280 scan (benchmarks/bench_prepare.py), because every pixel goes
+    through the same 19 vectorised min/max steps instead of a per-pixel sort. Building the detail map was
+    most of the cache's build time."""
     h, w = gray.shape
     padded = np.pad(gray, 1, mode="edge")
     v = [padded[i:i + h, j:j + w] for i in range(3) for j in range(3)]

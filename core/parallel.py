@@ -1,9 +1,10 @@
 """Map a function over items on all cores with threads, results in input order.
 
 Threads, not processes: the work this is for (rendering synthetic cards, decoding JPEGs, PIL resizes and
-numpy filters for the uint8 caches, probing a user's scans in core.splits) runs mostly in C code that releases the GIL, so two threads on a
-2-core machine do it in about 0.65x the time (benchmarks/bench_prepare.py), without pickling images between
-processes or forking a process that already runs torch's thread pool.
+numpy filters for the uint8 caches, probing a user's scans in core.splits) runs mostly in C code that
+releases the GIL, so two threads on a 2-core machine do it in about 0.65x the time
+(benchmarks/bench_prepare.py), without pickling images between processes or forking a process that
+already runs torch's thread pool.
 """
 from __future__ import annotations
 

@@ -40,11 +40,12 @@ class PresetsSection(Section):
     TITLE = "Presets"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="presets.save", tooltip="Write the preset file (comments kept)"),
-        # F-keys work in a text box too; the brackets (as in "[data]") outside one, like the section digits
-        # Not in the footer: at 100 columns it pushed the section keys (F3, F4) off; the section bar says it
+        # F-keys work in a text box too; the brackets (as in "[data]") outside one, like the section digits.
+        # Not in the footer: at 100 columns F9 pushed the section keys (F3, F4) off; the bar's tooltip, F1
+        # and the palette name it.
         Binding("f9,right_square_bracket", "form_step(1)", "Next section", id="presets.next_section",
-                key_display="F9", show=False, tooltip="Show the preset's next section ([data], [model], ...; F9, or ] "
-                                          "outside a text box)"),
+                key_display="F9", show=False,
+                tooltip="Show the preset's next section ([data], [model], ...; F9, or ] outside a text box)"),
         Binding("f8,left_square_bracket", "form_step(-1)", "Previous section", id="presets.previous_section",
                 key_display="F8", show=False,
                 tooltip="Show the preset's previous section (F8, or [ outside a text box)"),
