@@ -4,7 +4,8 @@ Runs `python -m core.train --preset local --log-format json` (plus any --set ove
 reads its metric lines (docs/design.md §4) and prints one table: wall time, median samples/s of the epochs
 per phase, test QWK, MAE, exact and within-one accuracy, the same on a synthetic set generated with
 another seed (cards the preset was never tuned on; the gap between the two), the largest epoch-to-epoch
-fall of val QWK once it passed 0.5, and each criterion's sub-grade accuracy. The real preset takes about
+fall of val QWK once it passed 0.5, each criterion's sub-grade accuracy, and on the unseen set the
+cards off by two or more grades by the criterion that sets their grade. The real preset takes about
 15 minutes on a 2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check
 the plumbing. `--ablation` runs the preset and one variant per part (no crops, one crop per edge, no
 detail map, no criterion heads, lower and higher resolution) and prints one row each.
@@ -109,10 +110,37 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
     from core.evaluate import evaluate
     from core.synth import generate
 
+    from core.evaluate import predict_records
+    from core.export import load_exported
+    from core.records import load_splits
+
     d = load_preset(preset, overrides).data
     splits = generate(os.path.join(work, f"other-seed-{seed}"), n, seed, size=tuple(d.synthetic_size),
                       val_frac=0.01, test_frac=0.96)
-    return evaluate(model_dir, None, str(splits), "test")
+    result = evaluate(model_dir, None, str(splits), "test")
+    model, config = load_exported(model_dir)
+    records = load_splits(str(splits)).split("test")
+    predicted = predict_records(model, records, config["image_size"], config.get("sides", ["front", "back"]))
+    result["misses"] = misses_by_limiting_criterion(records, predicted)
+    return result
+
+
+def misses_by_limiting_criterion(records, predicted) -> list[dict]:
+    """Cards off by two or more grades, grouped by the criterion that sets the true grade: the one whose
+    sub-grade is the grade (the grade is the lowest of the four, docs/design.md §2); "tie" when two or more
+    are. Says where the model's worst misses come from; records without sub-grades are left out."""
+    from core.records import CRITERIA
+
+    groups: dict[str, list[int]] = {name: [0, 0] for name in (*CRITERIA, "tie")}
+    for record, grade in zip(records, predicted):
+        subs = record.subgrades
+        if not subs or None in subs:
+            continue
+        limiting = [name for name, sub in zip(CRITERIA, subs) if sub == record.grade]
+        group = groups[limiting[0] if len(limiting) == 1 else "tie"]
+        group[0] += 1
+        group[1] += int(abs(int(grade) - record.grade) >= 2)
+    return [{"limited by": name, "cards": cards, "off by 2+": off} for name, (cards, off) in groups.items() if cards]
 
 
 def qwk_interval(confusion, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -158,6 +186,11 @@ def report(preset: str, overrides: list[str], r: dict, rows: list[list[str]] | N
             low, high = qwk_interval(source["confusion"])
             n = sum(map(sum, source["confusion"]))
             lines.append(f"{label} QWK 95% bootstrap interval ({n} cards): {low:.3f} - {high:.3f}")
+    misses = (r.get("other") or {}).get("misses")
+    if misses:
+        table = [[m["limited by"], str(m["cards"]), str(m["off by 2+"]), f"{m['off by 2+'] / m['cards']:.1%}"]
+                 for m in misses]
+        lines += ["", format_table(["other-seed grade set by", "cards", "off by 2+", "share"], table)]
     if r.get("criteria"):
         crit = [[name, f"{c['accuracy']:.3f}", f"{c['within_one']:.3f}", f"{c['mae']:.3f}", str(c["n"])]
                 for name, c in r["criteria"].items()]

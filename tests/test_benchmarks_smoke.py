@@ -49,6 +49,10 @@ def test_local_preset_quick_reports_test_metrics(tmp_path):
     assert 0.0 <= float(cells["exact"]) <= float(cells["within one"]) <= 1.0
     float(cells["other-seed QWK"]), float(cells["QWK gap"]), float(cells["max val drop"])
     assert any(line.strip("| ").startswith("corners") for line in lines[at + 3:])  # the criterion table
+    misses = next(i for i, line in enumerate(lines) if "other-seed grade set by" in line)
+    end = lines.index("", misses)  # the table ends at the blank line before the criterion table
+    counted = [line.split("|") for line in lines[misses + 2:end]]
+    assert counted and all(int(row[3]) <= int(row[2]) for row in counted)  # off by 2+ <= cards per group
     intervals = [line for line in lines if "QWK 95% bootstrap interval" in line]
     assert [line.split()[0] for line in intervals] == ["test", "other-seed"]
     float(cells["test QWK"]), float(cells["MAE"]), float(cells["samples/s ph2"])
@@ -115,3 +119,20 @@ def test_format_table_pads_columns_into_markdown():
     table = bench_loop.format_table(["loop", "samples/s"], [["bare", "79.1"], ["lightning", "8"]])
     assert table.splitlines() == ["| loop      | samples/s |", "|-----------|-----------|",
                                   "| bare      | 79.1      |", "| lightning | 8         |"]
+
+
+def test_misses_are_grouped_by_the_criterion_that_sets_the_true_grade():
+    from core.records import CardRecord
+
+    def card(grade, subs):
+        return CardRecord(id=f"c{grade}{subs}", front="f.jpg", back="b.jpg", grade=grade, subgrades=subs)
+
+    records = [card(6, (9, 10, 10, 6)),   # surface sets it; read as 8: off by 2
+               card(6, (9, 10, 10, 6)),   # surface; read as 7: within one
+               card(5, (5, 10, 9, 10)),   # centering; read as 3: off by 2
+               card(8, (8, 8, 10, 10)),   # centering and corners: a tie
+               card(9, None)]             # no sub-grades: left out
+    groups = bench_local_preset.misses_by_limiting_criterion(records, [8, 7, 3, 10, 1])
+    assert groups == [{"limited by": "centering", "cards": 1, "off by 2+": 1},
+                      {"limited by": "surface", "cards": 2, "off by 2+": 1},
+                      {"limited by": "tie", "cards": 1, "off by 2+": 1}]
