@@ -107,17 +107,16 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
     """The exported model's report on `n` fresh synthetic cards (seed `seed`, the preset's scan size), all
     but a few of them in the scored split."""
     from core.config import load_preset
-    from core.evaluate import evaluate
-    from core.synth import generate
-
-    from core.evaluate import predict_records
+    from core.evaluate import evaluate, predict_records
     from core.export import load_exported
     from core.records import load_splits
+    from core.synth import generate
 
     d = load_preset(preset, overrides).data
     splits = generate(os.path.join(work, f"other-seed-{seed}"), n, seed, size=tuple(d.synthetic_size),
                       val_frac=0.01, test_frac=0.96)
     result = evaluate(model_dir, None, str(splits), "test")
+    # A second pass for the per-card grades (evaluate keeps only counts): about 20 s on 1,920 cards.
     model, config = load_exported(model_dir)
     records = load_splits(str(splits)).split("test")
     predicted = predict_records(model, records, config["image_size"], config.get("sides", ["front", "back"]))
@@ -128,7 +127,8 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
 def misses_by_limiting_criterion(records, predicted) -> list[dict]:
     """Cards off by two or more grades, grouped by the criterion that sets the true grade: the one whose
     sub-grade is the grade (the grade is the lowest of the four, docs/design.md §2); "tie" when two or more
-    are. Says where the model's worst misses come from; records without sub-grades are left out."""
+    are. Says where the model's worst misses come from. Records without all four sub-grades, or whose
+    grade none of them equals (not a synthetic card), are left out."""
     from core.records import CRITERIA
 
     groups: dict[str, list[int]] = {name: [0, 0] for name in (*CRITERIA, "tie")}
@@ -137,6 +137,8 @@ def misses_by_limiting_criterion(records, predicted) -> list[dict]:
         if not subs or None in subs:
             continue
         limiting = [name for name, sub in zip(CRITERIA, subs) if sub == record.grade]
+        if not limiting:
+            continue
         group = groups[limiting[0] if len(limiting) == 1 else "tie"]
         group[0] += 1
         group[1] += int(abs(int(grade) - record.grade) >= 2)

@@ -131,8 +131,9 @@ def test_misses_are_grouped_by_the_criterion_that_sets_the_true_grade():
                card(6, (9, 10, 10, 6)),   # surface; read as 7: within one
                card(5, (5, 10, 9, 10)),   # centering; read as 3: off by 2
                card(8, (8, 8, 10, 10)),   # centering and corners: a tie
-               card(9, None)]             # no sub-grades: left out
-    groups = bench_local_preset.misses_by_limiting_criterion(records, [8, 7, 3, 10, 1])
+               card(9, None),             # no sub-grades: left out
+               card(7, (9, 9, 9, 9))]     # none of them sets the grade: left out
+    groups = bench_local_preset.misses_by_limiting_criterion(records, [8, 7, 3, 10, 1, 1])
     assert groups == [{"limited by": "centering", "cards": 1, "off by 2+": 1},
                       {"limited by": "surface", "cards": 2, "off by 2+": 1},
                       {"limited by": "tie", "cards": 1, "off by 2+": 1}]
