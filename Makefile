@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip prints a warning per unreachable extra index on this kind of machine; keep the output readable.
 PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: setup train test cockpit bench lint clean
+.PHONY: setup train test cockpit bench clean
 
 # `make train` needs only the training core (torch, torchvision, numpy, pillow): a fresh clone starts
 # training after that install; the cockpit, the Google clients and the test tools come with `make setup`.
