@@ -104,22 +104,23 @@ def run(preset: str, overrides: list[str], output_dir: str) -> tuple[int, dict, 
 
 
 def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: int, n: int, work: str) -> dict:
-    """The exported model's report on `n` fresh synthetic cards (seed `seed`, the preset's scan size), all
-    but a few of them in the scored split."""
+    """The exported model's grading report on `n` fresh synthetic cards (seed `seed`, the preset's scan
+    size), all but a few of them in the scored split, with the misses table: one pass over the cards, whose
+    per-card grades give both (core.evaluate.evaluate would keep only counts)."""
     from core.config import load_preset
-    from core.evaluate import evaluate, predict_records
+    from core.evaluate import predict_records
     from core.export import load_exported
+    from core.metrics import grading_report
     from core.records import load_splits
     from core.synth import generate
 
     d = load_preset(preset, overrides).data
     splits = generate(os.path.join(work, f"other-seed-{seed}"), n, seed, size=tuple(d.synthetic_size),
                       val_frac=0.01, test_frac=0.96)
-    result = evaluate(model_dir, None, str(splits), "test")
-    # A second pass for the per-card grades (evaluate keeps only counts): about 20 s on 1,920 cards.
     model, config = load_exported(model_dir)
     records = load_splits(str(splits)).split("test")
     predicted = predict_records(model, records, config["image_size"], config.get("sides", ["front", "back"]))
+    result = grading_report([r.grade for r in records], predicted)
     result["misses"] = misses_by_limiting_criterion(records, predicted)
     return result
 
