@@ -110,6 +110,7 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
     from core.config import load_preset
     from core.evaluate import predict_records
     from core.export import load_exported
+    from core.inference import model_sides
     from core.metrics import grading_report
     from core.records import load_splits
     from core.synth import generate
@@ -119,7 +120,7 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
                       val_frac=0.01, test_frac=0.96)
     model, config = load_exported(model_dir)
     records = load_splits(str(splits)).split("test")
-    predicted = predict_records(model, records, config["image_size"], config.get("sides", ["front", "back"]))
+    predicted = predict_records(model, records, config["image_size"], model_sides(config))
     result = grading_report([r.grade for r in records], predicted)
     result["misses"] = misses_by_limiting_criterion(records, predicted)
     return result
