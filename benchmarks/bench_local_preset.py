@@ -7,8 +7,9 @@ another seed (cards the preset was never tuned on; the gap between the two), the
 fall of val QWK once it passed 0.5, each criterion's sub-grade accuracy, and on the unseen set the
 cards off by two or more grades by the criterion that sets their grade. The real preset takes about
 15 minutes on a 2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check
-the plumbing. `--ablation` runs the preset and one variant per part (no crops, one crop per edge, no
-detail map, no criterion heads, lower and higher resolution) and prints one row each.
+the plumbing. `--ablation` runs the preset and one variant per part (no crops, centering from the
+criterion head instead of measured, one crop per edge, no detail map, no criterion heads, lower and higher
+resolution) and prints one row each.
 
 Usage: python benchmarks/bench_local_preset.py [--preset local] [--set section.key=value ...] [--quick]
                                                [--other-seed N] [--ablation] [--output-dir DIR] [--keep]
@@ -38,7 +39,9 @@ QUICK_OVERRIDES = [
 ]
 # What each part of the preset buys: one variant per part, everything else as the preset says (the preset's
 # card view is 72x96: one variant below it, one above).
-ABLATION = {"preset": [], "no crops": ["data.crop_size=0"], "edge midpoints only": ["data.edge_crops=1"],
+ABLATION = {"preset": [], "no crops": ["data.crop_size=0", "model.measure_centering=false"],
+            "centering from the criterion head": ["model.measure_centering=false"],
+            "edge midpoints only": ["data.edge_crops=1"],
             "no detail map": ["data.detail=false"], "no criterion heads": ["model.criteria=false"],
             "48x64 card view": ["data.image_size=[48,64]"], "96x128 card view": ["data.image_size=[96,128]"]}
 

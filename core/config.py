@@ -81,6 +81,10 @@ class ModelConfig:
     compile: bool = _f(False, "torch.compile the model")
     criteria: bool = _f(True, "criterion heads: sub-grades 1-10 for centering, corners, edges, surface "
                               "(trained where splits.json has `subgrades`)")
+    measure_centering: bool = _f(False, "measure each side's border shares from pixel profiles of the edge crops and "
+                                        "the card view (needs data.crop_size > 0 and centering labels in "
+                                        "splits.json) and read the centering sub-grade from them through PSA's "
+                                        "bands")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from core import distributed, latency, storage
 from core.checkpoint import CheckpointError
 from core.data import CardDataset, ImageError, model_input_settings, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
-from core.grade_rule import predicted_grades, predicted_subgrades
+from core.grade_rule import criteria_logits, predicted_grades, predicted_subgrades
 from core.metrics import format_report, report_from_confusion
 from core.records import CRITERIA, SplitsError, load_splits
 
@@ -62,7 +62,7 @@ def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=
             true = batch["subgrades"].to(device)
             which = torch.arange(len(CRITERIA), device=device).expand_as(true)
             criteria.index_put_((which.flatten(), true.clamp(min=0).flatten(),
-                                 predicted_subgrades(outputs["criteria"]).flatten()),
+                                 predicted_subgrades(criteria_logits(outputs)).flatten()),
                                 (true >= 0).flatten().double(), accumulate=True)
     return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
 

@@ -8,17 +8,28 @@ Two choices, both measured on the local preset's val split (docs/design.md §11)
 - The grade is the distribution's median, not its most likely class. Grades are ordered, training fits
   cumulative distributions (the EMD loss), and the median is the grade with the least expected absolute
   error. Sub-grades are read the same way.
+- A model that measures centering (`model.measure_centering`) has its centering sub-grade read from the
+  four measured shares through PSA's bands (core/centering.py), as a grader measures 60/40 and looks up
+  the band, instead of from the criterion head: centering exact 0.72 -> 0.93 on unseen cards
+  (docs/design.md §12).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from core.centering import centering_distribution
+
 # Weight of the criterion-implied distribution in the pool (the grade head gets the rest). Chosen on the
 # val split of the local preset: 0.7 -> val QWK 0.798, 0.5 -> 0.797, 1.0 (criteria alone) -> 0.794,
 # 0 (grade head alone) -> 0.780 (docs/design.md §11).
 CRITERIA_WEIGHT = 0.7
 _TINY = 1e-12  # keeps log() finite where a pooled term is 0 (or a rounding error below it)
+# Spread of a measured share around the truth when the centering sub-grade is read through the bands. Chosen
+# on a measuring local-preset model's val split (QWK 0.882 / 0.884 / 0.884 / 0.877 at 0.005 / 0.01 / 0.015 / 0.03); the
+# reader's mean error is about 0.01 (docs/design.md §12).
+CENTERING_SHARE_SD = 0.01
+CENTERING = 0  # index of centering in core.records.CRITERIA (a test checks)
 
 
 def criteria_implied(criteria_logits: Tensor) -> Tensor:
@@ -44,9 +55,26 @@ def median_class(probs: Tensor) -> Tensor:
     return below.clamp(max=probs.shape[-1] - 1)
 
 
+def criteria_logits(outputs: dict) -> Tensor | None:
+    """A DualBranchGrader's sub-grade logits [B, 4, K] as every reader should see them: with measured
+    centering ("centering_measured"), the centering row is the log of the band distribution of the four
+    measured shares; otherwise the criterion head's. None for a model without criterion heads."""
+    logits = outputs.get("criteria")
+    if logits is None or not outputs.get("centering_measured", False):
+        return logits
+    measured = centering_distribution(outputs["centering"], CENTERING_SHARE_SD).clamp_min(_TINY).log()
+    return torch.cat([measured.unsqueeze(1).to(logits.dtype), logits[:, CENTERING + 1:]], dim=1)
+
+
+def outputs_probabilities(outputs: dict) -> Tensor:
+    """[B, K] grade distribution from a DualBranchGrader's forward outputs (`grade_probabilities` of its
+    grade logits and `criteria_logits`)."""
+    return grade_probabilities(outputs["logits"], criteria_logits(outputs))
+
+
 def predicted_grades(outputs: dict) -> Tensor:
     """Class indices (grade - 1) [B] from a DualBranchGrader's forward outputs."""
-    return median_class(grade_probabilities(outputs["logits"], outputs.get("criteria")))
+    return median_class(outputs_probabilities(outputs))
 
 
 def predicted_subgrades(criteria_logits: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import grade_probabilities, median_class, predicted_subgrades
+from core.grade_rule import criteria_logits, median_class, outputs_probabilities, predicted_subgrades
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -66,7 +66,8 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     sides = model_sides(config)
     device = next(model.parameters()).device
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
-    probs = grade_probabilities(out["logits"], out.get("criteria")).cpu()
+    probs = outputs_probabilities(out).cpu()
+    sub_logits = criteria_logits(out)
     decided = median_class(probs)
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
     grades = torch.arange(1, probs.shape[1] + 1)
@@ -80,8 +81,8 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
             "edge": round(float(edge[i]), 4),
             "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
         })
-        if "criteria" in out:
-            results[-1].update(criterion_grades(out["criteria"][i]))
+        if sub_logits is not None:
+            results[-1].update(criterion_grades(sub_logits[i]))
     return results
 
 

@@ -5,7 +5,8 @@ Phase 1 trains the back branch alone (`forward(back)`); phase 2 starts from phas
 the front backbone copied from the back one (`init_from_phase1`) and trains both (`forward(back, front)`).
 Backbones are built with weights=None; `weights` may name a local torchvision state dict for the
 architecture, or "imagenet" for torchvision's default ImageNet weights from the torch cache
-(core/weights.py), loaded into both branches' feature extractors.
+(core/weights.py), loaded into both branches' feature extractors. With `measure_centering` each side's
+centering comes from a BorderReader (pixel profiles of its borders, no shared weights) instead of a head.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
@@ -120,12 +122,59 @@ class CropEncoder(nn.Module):
         return torch.cat([corners.mean(1), corners.amax(1), edges.mean(1), edges.amax(1)], dim=1)
 
 
+class BorderReader(nn.Module):
+    """Measures a side's centering -> [B, 2] border shares (lr, tb) in (0, 1), from two kinds of profile:
+
+    - each edge's crops at native resolution: the median over a crop's columns, then over the edge's
+      crops, is one row of pixels from the scan's edge inward (bed, card edge, border, print) that a chip
+      or a scratch in a few columns does not move; a small MLP shared by the four edges reads each one.
+      Precise, but a 48 px crop can end inside a border of 85/15 or worse, where the print never shows.
+    - the whole-card view's median row and column through its middle half, resampled to a fixed length:
+      coarse (a view pixel is about three scan pixels), but it always holds both borders and the print.
+    A last MLP turns both readings into the two shares. It has no weights in common with the backbone or
+    the crop encoder, so its loss (loss.beta_center) teaches geometry without pulling them away from
+    corners, edges and surface. Why: a head on the shared features read front shares no better than
+    guessing 50/50 (mean error 0.045, and one PSA band is 0.05 wide); this reads them to about 0.008
+    (docs/design.md §12). Float32 under autocast: bf16 keeps about 3 significant digits, a share needs
+    0.01 of 0.5.
+    """
+
+    VIEW_PROFILE = 128  # samples per view profile, whatever the view's size: the MLP's input stays fixed
+
+    def __init__(self, crop_size: int, edge_crops: int, width: int = 32):
+        super().__init__()
+        self.edge_crops = edge_crops
+        self.edge = nn.Sequential(nn.Linear(3 * crop_size, 64), nn.ReLU(inplace=True),
+                                  nn.Linear(64, width), nn.ReLU(inplace=True))
+        self.whole = nn.Sequential(nn.Linear(3 * 2 * self.VIEW_PROFILE, 64), nn.ReLU(inplace=True))
+        self.shares = nn.Sequential(nn.Linear(4 * width + 64, 64), nn.ReLU(inplace=True), nn.Linear(64, 2))
+
+    def forward(self, crops: Tensor, view: Tensor) -> Tensor:
+        """crops [B * n, 3, s, s] in crop_places order (4 corners, then `edge_crops` per edge, each turned
+        so the card's edge is at the top); view [B, C >= 3, H, W], RGB first -> [B, 2]."""
+        with torch.autocast(device_type=crops.device.type, enabled=False):
+            n = 4 + 4 * self.edge_crops
+            edges = crops.float().reshape(-1, n, *crops.shape[1:])[:, 4:]               # [B, 4k, 3, s, s]
+            rows = edges.median(dim=-1).values                                           # [B, 4k, 3, s]
+            profiles = rows.reshape(len(rows), 4, self.edge_crops, -1).median(dim=2).values  # [B, 4, 3s]
+            rgb = view.float()[:, :3]
+            h, w = rgb.shape[-2:]
+            down = rgb[..., w // 4: w - w // 4].median(dim=-1).values                   # [B, 3, H]
+            across = rgb[..., h // 4: h - h // 4, :].median(dim=-2).values              # [B, 3, W]
+            whole = torch.cat([F.interpolate(p, size=self.VIEW_PROFILE, mode="linear") for p in (down, across)],
+                              dim=-1).flatten(1)
+            features = torch.cat([self.edge(profiles).flatten(1), self.whole(whole)], dim=1)
+            return torch.sigmoid(self.shares(features))
+
+
 class Branch(nn.Module):
     """One side: backbone -> dropout -> grade logits, edge damage (sigmoid), centering [lr, tb] (sigmoid),
-    and with `criteria` a sub-grade distribution per criterion (records.CRITERIA) [B, 4, num_grades]."""
+    and with `criteria` a sub-grade distribution per criterion (records.CRITERIA) [B, 4, num_grades].
+    With `measure_centering` the centering comes from a BorderReader over the crops and the view instead
+    of a head on the shared features."""
 
     def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False,
-                 crops: bool = False, edge_crops: int = 1):
+                 crops: bool = False, edge_crops: int = 1, crop_size: int = 0, measure_centering: bool = False):
         super().__init__()
         self.backbone, dim, self.head_prefix = build_backbone(backbone)
         self.crop_encoder = CropEncoder(edge_crops=edge_crops) if crops else None
@@ -133,7 +182,8 @@ class Branch(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.grade_head = nn.Linear(dim, num_grades)
         self.edge_head = nn.Linear(dim, 1)
-        self.center_head = nn.Linear(dim, 2)
+        self.border_reader = BorderReader(crop_size, edge_crops) if measure_centering else None
+        self.center_head = None if measure_centering else nn.Linear(dim, 2)
         self.criteria_head = nn.Linear(dim, len(CRITERIA) * num_grades) if criteria else None
 
     def forward(self, x: Tensor, crops: Tensor | None = None) -> dict[str, Tensor]:
@@ -143,7 +193,8 @@ class Branch(nn.Module):
         feats = self.dropout(feats)
         out = {"logits": self.grade_head(feats),
                "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
-               "centering": torch.sigmoid(self.center_head(feats))}
+               "centering": (self.border_reader(crops, x) if self.border_reader is not None
+                             else torch.sigmoid(self.center_head(feats)))}
         if self.criteria_head is not None:
             out["criteria"] = self.criteria_head(feats).view(len(feats), len(CRITERIA), -1)
         return out
@@ -163,11 +214,15 @@ class DualBranchGrader(nn.Module):
     Back-only mode (front=None, phase 1): logits and edge are the back branch's; the front half of
     "centering" repeats the back branch's prediction as a finite placeholder and "center_valid" is
     [False, False, True, True] so the loss (core.losses.grading_loss) ignores it.
+    With `measure_centering` (needs crops) each side's centering is measured by a BorderReader, and in
+    dual mode the outputs carry "centering_measured": True, so the centering sub-grade is read from the
+    four shares through PSA's bands (core/grade_rule.py) instead of from the criterion head.
     """
 
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
                  dropout: float = 0.2, num_grades: int = 10, criteria: bool = False, crop_size: int = 0,
-                 crop_fraction: float = 0.24, detail: bool = False, edge_crops: int = 1):
+                 crop_fraction: float = 0.24, detail: bool = False, edge_crops: int = 1,
+                 measure_centering: bool = False):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -183,8 +238,12 @@ class DualBranchGrader(nn.Module):
         if self.edge_crops < 1:
             raise ValueError(f"data.edge_crops={edge_crops}: expected at least 1")
         self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel
-        self.back = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0, self.edge_crops)
-        self.front = Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0, self.edge_crops)
+        if measure_centering and self.crop_size <= 0:
+            raise ValueError("model.measure_centering = true reads the borders from the edge crops: "
+                             "set data.crop_size > 0 (e.g. 48) or measure_centering = false")
+        self.measure_centering = bool(measure_centering)
+        self.back, self.front = (Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0,
+                                        self.edge_crops, self.crop_size, self.measure_centering) for _ in range(2))
         if weights:
             path = imagenet_file(backbone) if weights == IMAGENET else weights
             for branch in (self.back, self.front):
@@ -205,18 +264,21 @@ class DualBranchGrader(nn.Module):
         f = self.front(front, front_crops)
         lam = self.lambda_fusion
         out = {key: lam * b[key] + (1.0 - lam) * f[key] for key in ("logits", "edge", "criteria") if key in b}
+        if self.measure_centering:
+            out["centering_measured"] = True
         return {**out, "centering": torch.cat([f["centering"], b["centering"]], dim=1),
                 "center_valid": self._valid_dual}
 
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this architecture (weights come from the state dict). "detail" and
-        "edge_crops" are written only when not their old default, so checkpoints made before them still
-        match a preset without them."""
+        """Everything needed to rebuild this architecture (weights come from the state dict). "detail",
+        "edge_crops" and "measure_centering" are written only when not their old default, so checkpoints
+        made before them still match a preset without them."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
                 "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria,
                 "crop_size": self.crop_size, "crop_fraction": self.crop_fraction,
                 **({"detail": True} if self.detail else {}),
-                **({"edge_crops": self.edge_crops} if self.edge_crops != 1 else {})}
+                **({"edge_crops": self.edge_crops} if self.edge_crops != 1 else {}),
+                **({"measure_centering": True} if self.measure_centering else {})}
 
     @classmethod
     def from_config(cls, d: dict) -> "DualBranchGrader":
@@ -227,7 +289,8 @@ class DualBranchGrader(nn.Module):
                    dropout=d.get("dropout", 0.2), num_grades=d.get("num_grades", 10),
                    criteria=d.get("criteria", False),  # exports from before criterion heads have none
                    crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24),
-                   detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1))
+                   detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1),
+                   measure_centering=d.get("measure_centering", False))
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
@@ -254,16 +317,19 @@ class DualBranchGrader(nn.Module):
         self.front.backbone.load_state_dict(self.back.backbone.state_dict())
         if self.front.crop_encoder is not None:
             self.front.crop_encoder.load_state_dict(self.back.crop_encoder.state_dict())
+        if self.front.border_reader is not None:  # borders look alike on both sides: a better start than random
+            self.front.border_reader.load_state_dict(self.back.border_reader.state_dict())
 
 
 def build_model(cfg, device: torch.device, crop_size: int = 0, crop_fraction: float = 0.24,
                 detail: bool = False, edge_crops: int = 1) -> DualBranchGrader:
     """The grader the preset's [model] table describes (crops and the detail channel as its [data] table
-    sets them), on `device`. A weights file that is missing or does not fit is a one-line ConfigError."""
+    sets them), on `device`. A weights file that is missing or does not fit, or settings that do not go
+    together, are a one-line ConfigError."""
     try:
         model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout, criteria=cfg.criteria,
                                  crop_size=crop_size, crop_fraction=crop_fraction, detail=detail,
-                                 edge_crops=edge_crops).to(device)
+                                 edge_crops=edge_crops, measure_centering=cfg.measure_centering).to(device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -163,3 +163,12 @@ def load_splits(path: str, check_images: bool = True, required: Iterable[str] = 
         if missing:
             raise SplitsError(f"{path}: {len(missing)} missing images: {_first(missing)}")
     return splits
+
+
+def require_centering_labels(splits: Splits) -> None:
+    """Refuse a measuring grader (`model.measure_centering`) on cards none of which has `centering`: its
+    border reader learns only from those labels, and an untrained one would read every card as 50/50."""
+    if splits.train and not any(r.centering is not None for r in splits.train):
+        raise SplitsError(f"{splits.path}: model.measure_centering = true needs `centering` labels, and none of "
+                          f"the {len(splits.train)} training cards has one; add them (docs/design.md §1) or set "
+                          f"model.measure_centering = false")

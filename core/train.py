@@ -41,7 +41,7 @@ from core.losses import grading_loss
 from core.metrics import format_report
 from core.model import WeightsError, build_model, recompute_batchnorm
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
-from core.records import SplitsError
+from core.records import SplitsError, require_centering_labels
 from core.run_dir import RunDir
 from core.schedulers import make_optimizer_and_scheduler
 from core.train_args import build_parser, config_from_args
@@ -97,6 +97,8 @@ class Trainer:
         self.run_dir = RunDir(cfg.output, self.is_main)  # also resolves and checks the checkpoint and model dirs
         self.run_dir.open(self.events, config_to_toml(cfg))
         self.splits, self.datasets = prepare_datasets(cfg.data, self.is_main, self.events.emit)
+        if cfg.model.measure_centering:
+            require_centering_labels(self.splits)
         self.eval_loader = EvalLoaders(self.datasets, cfg, self.device, self.denv.rank, self.denv.world_size)
         self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
                                  cfg.data.edge_crops)

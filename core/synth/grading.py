@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Centering: (grade cap, largest allowed "larger share" of the two borders), best cap first.
-# 60/40 means the larger border holds 60 % of left+right (or top+bottom). Grade 4 shares 85/15 with 5,
-# and 2 shares 90/10 with 3, so a card that meets 85/15 gets 5 and one that meets only 90/10 gets 3.
-FRONT_CENTERING_BANDS: tuple[tuple[int, float], ...] = (
-    (10, 0.55), (9, 0.60), (8, 0.65), (7, 0.70), (6, 0.80), (5, 0.85), (3, 0.90),
-)
-BACK_CENTERING_BANDS: tuple[tuple[int, float], ...] = ((10, 0.75), (9, 0.90))
-# Worse than 90/10 meets no band at all: the lowest grade.
-OFF_BAND_CAP = 1
+# PSA's centering bands live in core/centering.py: the grader reads measured shares through the same table.
+from core.centering import (BACK_CENTERING_BANDS, FRONT_CENTERING_BANDS, OFF_BAND_CAP,  # noqa: F401
+                            back_centering_cap, band_cap, centering_cap, front_centering_cap, larger_share)
 
 # Defect severity in [0, 1] -> cap: (grade cap, largest severity allowed). 0 is pristine.
 SEVERITY_BANDS: tuple[tuple[int, float], ...] = (
@@ -26,8 +20,7 @@ SEVERITY_BANDS: tuple[tuple[int, float], ...] = (
 # A crease of any size caps the card at 5 ("about 5 or below"); deeper creases go lower.
 CREASE_MAX_CAP = 5
 
-# Shares computed from pixel borders are ratios like 33/60; a hair of tolerance keeps a share of
-# exactly 0.45 (whose complement is 0.5500000000000001 in floating point) inside the 55/45 band.
+# A hair of tolerance, as for the centering shares (core/centering.py): a severity of exactly 0.15 is a 9.
 _EPS = 1e-9
 
 
@@ -52,33 +45,6 @@ class CardAttributes:
     def edge_label(self) -> float:
         """splits.json `edge`: overall edge/corner damage, the worse of the two."""
         return max(self.corners, self.edges)
-
-
-def larger_share(share: float) -> float:
-    """0.4 and 0.6 are both a 60/40 split."""
-    return max(share, 1.0 - share)
-
-
-def _band_cap(share: float, bands: tuple[tuple[int, float], ...]) -> int:
-    worst = larger_share(share)
-    for cap, limit in bands:
-        if worst <= limit + _EPS:
-            return cap
-    return OFF_BAND_CAP
-
-
-def front_centering_cap(lr: float, tb: float) -> int:
-    """The worse of the left/right and top/bottom ratios counts."""
-    return min(_band_cap(lr, FRONT_CENTERING_BANDS), _band_cap(tb, FRONT_CENTERING_BANDS))
-
-
-def back_centering_cap(lr: float, tb: float) -> int:
-    return min(_band_cap(lr, BACK_CENTERING_BANDS), _band_cap(tb, BACK_CENTERING_BANDS))
-
-
-def centering_cap(front_lr: float, front_tb: float, back_lr: float, back_tb: float) -> int:
-    """PSA's centering cap: the worse of the front's and the back's."""
-    return min(front_centering_cap(front_lr, front_tb), back_centering_cap(back_lr, back_tb))
 
 
 def severity_cap(severity: float) -> int:
