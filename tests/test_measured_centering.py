@@ -145,6 +145,7 @@ def test_a_measuring_grader_refuses_cards_without_centering_labels():
         return CardRecord(id=f"c{i}", front="f.jpg", back="b.jpg", grade=9, centering=centering)
 
     unlabelled = Splits(path="cards/splits.json", train=[card(i, None) for i in range(3)])
-    with pytest.raises(SplitsError, match=r"cards/splits\.json.*none of the 3 training cards.*measure_centering = false"):
+    expected = r"cards/splits\.json.*none of the 3 training cards.*measure_centering = false"
+    with pytest.raises(SplitsError, match=expected):
         require_centering_labels(unlabelled)
     require_centering_labels(Splits(path="s.json", train=[card(0, None), card(1, (0.5, 0.5, 0.6, 0.5))]))
