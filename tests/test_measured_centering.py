@@ -135,7 +135,7 @@ def test_measure_centering_travels_with_the_model_config_and_old_configs_lack_it
 
 
 def test_measuring_without_crops_is_a_config_error_naming_both_keys():
-    cfg = config.load_preset("local", ["data.crop_size=0", f"model.backbone={SMALL}"])
+    cfg = config.load_preset("local", ["data.crop_size=0", "model.measure_centering=true", f"model.backbone={SMALL}"])
     with pytest.raises(config.ConfigError, match=r"measure_centering.*data\.crop_size"):
         build_model(cfg.model, torch.device("cpu"), cfg.data.crop_size)
 
