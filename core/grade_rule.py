@@ -9,16 +9,16 @@ Two choices, both measured on the local preset's val split (docs/design.md §11)
   cumulative distributions (the EMD loss), and the median is the grade with the least expected absolute
   error. Sub-grades are read the same way.
 - A model that measures centering (`model.measure_centering`) has its centering sub-grade read from the
-  four measured shares through PSA's bands (core/centering.py), as a grader measures 60/40 and looks up
-  the band, instead of from the criterion head: centering exact 0.72 -> 0.93 on unseen cards
-  (docs/design.md §12).
+  four measured shares through PSA's bands (core/centering.py, read by `centering_distribution`), as a
+  grader measures 60/40 and looks up the band, instead of from the criterion head: centering exact
+  0.72 -> 0.93 on unseen cards (docs/design.md §12).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from core.centering import centering_distribution
+from core.centering import BACK_CENTERING_BANDS, FRONT_CENTERING_BANDS, at_least_limits
 
 # Weight of the criterion-implied distribution in the pool (the grade head gets the rest). Chosen on the
 # val split of the local preset: 0.7 -> val QWK 0.798, 0.5 -> 0.797, 1.0 (criteria alone) -> 0.794,
@@ -26,18 +26,42 @@ from core.centering import centering_distribution
 CRITERIA_WEIGHT = 0.7
 _TINY = 1e-12  # keeps log() finite where a pooled term is 0 (or a rounding error below it)
 # Spread of a measured share around the truth when the centering sub-grade is read through the bands. Chosen
-# on a measuring local-preset model's val split (QWK 0.882 / 0.884 / 0.884 / 0.877 at 0.005 / 0.01 / 0.015 / 0.03); the
-# reader's mean error is about 0.01 (docs/design.md §12).
+# on a measuring local-preset model's val split (QWK 0.882 / 0.884 / 0.884 / 0.877 at sd 0.005 / 0.01 /
+# 0.015 / 0.03); the reader's mean error is about 0.01 (docs/design.md §12).
 CENTERING_SHARE_SD = 0.01
 CENTERING = 0  # index of centering in core.records.CRITERIA (a test checks)
+# Per share (front lr, front tb, back lr, back tb) and grade g: the largest "larger share" still meeting g.
+# Clamped to [-1, 2]: +-inf would make inf - inf = nan in centering_distribution; beyond [0, 1] is as good.
+_SHARE_LIMITS = [at_least_limits(FRONT_CENTERING_BANDS)] * 2 + [at_least_limits(BACK_CENTERING_BANDS)] * 2
+_SHARE_LIMITS = [[min(max(v, -1.0), 2.0) for v in row] for row in _SHARE_LIMITS]
+
+
+def _distribution(at_least: Tensor) -> Tensor:
+    """[B, K] P(grade >= g) -> [B, K] P(grade = g)."""
+    above = torch.cat([at_least[:, 1:], torch.zeros_like(at_least[:, :1])], dim=1)
+    return (at_least - above).clamp_min(0.0)
 
 
 def criteria_implied(criteria_logits: Tensor) -> Tensor:
     """[B, C, K] sub-grade logits -> [B, K] distribution of their minimum, sub-grades taken as independent."""
     at_least = torch.softmax(criteria_logits.float(), dim=-1).flip(-1).cumsum(-1).flip(-1)  # P(sub >= g)
-    min_at_least = at_least.prod(dim=1)                                                        # P(min >= g)
-    above = torch.cat([min_at_least[:, 1:], torch.zeros_like(min_at_least[:, :1])], dim=1)
-    return (min_at_least - above).clamp_min(0.0)
+    return _distribution(at_least.prod(dim=1))                                                 # P(min >= g)
+
+
+def centering_distribution(shares: Tensor, share_sd: float) -> Tensor:
+    """[B, 4] measured shares (front lr, front tb, back lr, back tb) -> [B, 10] distribution of PSA's
+    centering cap (core/centering.py), each share taken as Gaussian around its measurement with sd
+    `share_sd` and the four read independently.
+
+    A share s meets "larger share <= L" when 1 - L <= s <= L, so P(cap of that share >= g) is the normal
+    mass between 1 - L_g and L_g; the cap is the lowest of the four, so P(cap >= g) is their product.
+    """
+    s = shares.float().unsqueeze(-1)                                                           # [B, 4, 1]
+    limits = torch.tensor(_SHARE_LIMITS, device=shares.device)                                  # [4, 10]
+    at_least = torch.special.ndtr((limits - s) / share_sd) - torch.special.ndtr((1.0 - limits - s) / share_sd)
+    at_least = at_least.clamp(0.0, 1.0).prod(dim=1)                                            # [B, 10]
+    at_least[:, 0] = 1.0  # every card meets the lowest grade
+    return _distribution(at_least)
 
 
 def grade_probabilities(logits: Tensor, criteria_logits: Tensor | None = None) -> Tensor:
@@ -66,15 +90,9 @@ def criteria_logits(outputs: dict) -> Tensor | None:
     return torch.cat([measured.unsqueeze(1).to(logits.dtype), logits[:, CENTERING + 1:]], dim=1)
 
 
-def outputs_probabilities(outputs: dict) -> Tensor:
-    """[B, K] grade distribution from a DualBranchGrader's forward outputs (`grade_probabilities` of its
-    grade logits and `criteria_logits`)."""
-    return grade_probabilities(outputs["logits"], criteria_logits(outputs))
-
-
 def predicted_grades(outputs: dict) -> Tensor:
     """Class indices (grade - 1) [B] from a DualBranchGrader's forward outputs."""
-    return median_class(outputs_probabilities(outputs))
+    return median_class(grade_probabilities(outputs["logits"], criteria_logits(outputs)))
 
 
 def predicted_subgrades(criteria_logits: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import criteria_logits, median_class, outputs_probabilities, predicted_subgrades
+from core.grade_rule import criteria_logits, grade_probabilities, median_class, predicted_subgrades
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -66,8 +66,8 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     sides = model_sides(config)
     device = next(model.parameters()).device
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
-    probs = outputs_probabilities(out).cpu()
-    sub_logits = criteria_logits(out)
+    sub_logits = criteria_logits(out)  # with measured centering, its row read through PSA's bands
+    probs = grade_probabilities(out["logits"], sub_logits).cpu()
     decided = median_class(probs)
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
     grades = torch.arange(1, probs.shape[1] + 1)

@@ -1,4 +1,4 @@
-"""Measured centering (`model.measure_centering`): PSA's bands as a distribution (core/centering.py), the
+"""Measured centering (`model.measure_centering`): PSA's bands as a distribution (core/grade_rule.py), the
 border reader that measures the shares from the edge crops (core/model.py), and the grade rule that reads
 the centering sub-grade from them (core/grade_rule.py)."""
 import io
@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from core import config
-from core.centering import centering_cap, centering_distribution
+from core.centering import centering_cap
 from core.data import load_card_crops, load_card_image, normalize_on_device
-from core.grade_rule import CENTERING, criteria_logits, predicted_grades, predicted_subgrades
+from core.grade_rule import (CENTERING, centering_distribution, criteria_logits, predicted_grades,
+                             predicted_subgrades)
 from core.losses import masked_mse
 from core.model import BorderReader, DualBranchGrader, build_model
 from core.records import CRITERIA, CardRecord, Splits, SplitsError, require_centering_labels
