@@ -32,8 +32,8 @@ CENTERING_SHARE_SD = 0.01
 CENTERING = 0  # index of centering in core.records.CRITERIA (a test checks)
 # Per share (front lr, front tb, back lr, back tb) and grade g: the largest "larger share" still meeting g.
 # Clamped to [-1, 2]: +-inf would make inf - inf = nan in centering_distribution; beyond [0, 1] is as good.
-_SHARE_LIMITS = [at_least_limits(FRONT_CENTERING_BANDS)] * 2 + [at_least_limits(BACK_CENTERING_BANDS)] * 2
-_SHARE_LIMITS = [[min(max(v, -1.0), 2.0) for v in row] for row in _SHARE_LIMITS]
+_SHARE_LIMITS = torch.tensor([at_least_limits(FRONT_CENTERING_BANDS)] * 2
+                             + [at_least_limits(BACK_CENTERING_BANDS)] * 2).clamp(-1.0, 2.0)            # [4, 10]
 
 
 def _distribution(at_least: Tensor) -> Tensor:
@@ -57,7 +57,7 @@ def centering_distribution(shares: Tensor, share_sd: float) -> Tensor:
     mass between 1 - L_g and L_g; the cap is the lowest of the four, so P(cap >= g) is their product.
     """
     s = shares.float().unsqueeze(-1)                                                           # [B, 4, 1]
-    limits = torch.tensor(_SHARE_LIMITS, device=shares.device)                                  # [4, 10]
+    limits = _SHARE_LIMITS.to(shares.device)
     at_least = torch.special.ndtr((limits - s) / share_sd) - torch.special.ndtr((1.0 - limits - s) / share_sd)
     at_least = at_least.clamp(0.0, 1.0).prod(dim=1)                                            # [B, 10]
     at_least[:, 0] = 1.0  # every card meets the lowest grade

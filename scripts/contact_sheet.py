@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from core.synth import caps, crease_cap, make_card  # noqa: E402
 from core.synth.__main__ import parse_size  # noqa: E402
-from core.synth.grading import larger_share  # noqa: E402
+from core.centering import larger_share  # noqa: E402
 
 COLUMNS = 5
 GAP = 8

@@ -5,9 +5,9 @@
 every card is `grade_from_attributes` of what was drawn: the minimum of the centering cap (PSA's bands)
 and the corner, edge and surface (crease) caps.
 """
+from core.centering import back_centering_cap, centering_cap, front_centering_cap
 from core.synth.dataset import SynthCard, SynthError, generate, grade_histogram, make_card
-from core.synth.grading import (CardAttributes, back_centering_cap, caps, centering_cap, crease_cap,
-                                front_centering_cap, grade_from_attributes, severity_cap)
+from core.synth.grading import CardAttributes, caps, crease_cap, grade_from_attributes, severity_cap
 
 __all__ = [
     "CardAttributes", "SynthCard", "SynthError", "back_centering_cap", "caps", "centering_cap",

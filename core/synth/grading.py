@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # PSA's centering bands live in core/centering.py: the grader reads measured shares through the same table.
-from core.centering import (BACK_CENTERING_BANDS, FRONT_CENTERING_BANDS, OFF_BAND_CAP,  # noqa: F401
-                            back_centering_cap, band_cap, centering_cap, front_centering_cap, larger_share)
+from core.centering import centering_cap
 
 # Defect severity in [0, 1] -> cap: (grade cap, largest severity allowed). 0 is pristine.
 SEVERITY_BANDS: tuple[tuple[int, float], ...] = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.synth.grading import (BACK_CENTERING_BANDS, FRONT_CENTERING_BANDS, SEVERITY_BANDS,
-                                CardAttributes, band_limits)
+from core.centering import BACK_CENTERING_BANDS, FRONT_CENTERING_BANDS
+from core.synth.grading import SEVERITY_BANDS, CardAttributes, band_limits
 
 # Share of each grade among generated cards, grade 1..10 (sums to 1): many 8-10, few 1-4.
 GRADE_WEIGHTS = np.array([0.02, 0.03, 0.03, 0.04, 0.06, 0.08, 0.12, 0.22, 0.25, 0.15])
