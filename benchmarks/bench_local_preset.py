@@ -8,8 +8,8 @@ fall of val QWK once it passed 0.5, each criterion's sub-grade accuracy, and on 
 cards off by two or more grades by the criterion that sets their grade. The real preset takes about
 15 minutes on a 2-core machine; `--quick` runs a tiny version of it (separate data and cache) to check
 the plumbing. `--ablation` runs the preset and one variant per part (no crops, centering from the
-criterion head instead of measured, one crop per edge, no detail map, no criterion heads, lower and higher
-resolution) and prints one row each.
+criterion head instead of measured, one crop per edge, no detail map, the top-hat detail map instead of
+slanted lines, no criterion heads, lower and higher resolution) and prints one row each.
 
 Usage: python benchmarks/bench_local_preset.py [--preset local] [--set section.key=value ...] [--quick]
                                                [--other-seed N] [--ablation] [--output-dir DIR] [--keep]
@@ -42,7 +42,8 @@ QUICK_OVERRIDES = [
 ABLATION = {"preset": [], "no crops": ["data.crop_size=0", "model.measure_centering=false"],
             "centering from the criterion head": ["model.measure_centering=false"],
             "edge midpoints only": ["data.edge_crops=1"],
-            "no detail map": ["data.detail=false"], "no criterion heads": ["model.criteria=false"],
+            "no detail map": ["data.detail=false"], "top-hat detail map": ["data.detail_kind=tophat"],
+            "no criterion heads": ["model.criteria=false"],
             "48x64 card view": ["data.image_size=[48,64]"], "96x128 card view": ["data.image_size=[96,128]"]}
 
 

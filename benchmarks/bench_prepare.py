@@ -42,7 +42,7 @@ def prepare_once(root: Path, cards: int) -> dict[str, float]:
     records = [r for name in ("train", "val", "test") for r in load_splits(data / "splits.json").split(name)]
     sides = ("front", "back")
     out["view cache + detail map"] = _timed(lambda: UInt8Cache(records, LOCAL_PRESET["size"], sides, str(cache),
-                                                               detail=True).ensure())
+                                                               detail="lines").ensure())
     out["crop cache"] = _timed(lambda: UInt8Cache(records, LOCAL_PRESET["size"], sides, str(cache),
                                                   crops=LOCAL_PRESET["crops"]).ensure())
     return out

@@ -258,6 +258,8 @@ def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE,
 
 def check_model_config(saved: dict, current: dict, path: str) -> None:
     """A checkpoint from a different architecture fails with the mismatched keys named."""
+    if saved.get("detail") and "detail_kind" not in saved:  # made before there were two kinds of detail map
+        saved = {**saved, "detail_kind": "tophat"}
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if diff:
         shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs preset {current.get(k)!r}" for k in diff[:4])

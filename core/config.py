@@ -24,6 +24,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v
              "mobilenet_v3_large", "convnext_tiny")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DETAIL_KINDS = ("lines", "tophat")  # the detail channel's maps (core/detail_map.py)
 ES_METRICS = ("val_qwk", "val_loss", "val_mae", "val_acc")
 
 
@@ -60,6 +61,9 @@ class DataConfig:
                             "midpoint)", min=1, max=8)
     detail: bool = _f(False, "a 4th input channel beside the whole-card view: thin bright lines (scratches, print "
                              "lines) found on the scan before the resize and max-pooled to it")
+    detail_kind: str = _f("lines", "what the detail channel shows: \"lines\" = long thin bright lines at a slant "
+                                   "(scratches; the print's own marks run along the card's axes); \"tophat\" = every "
+                                   "thin bright mark (the first version, what older models read)", choices=DETAIL_KINDS)
     augment: bool = _f(True, "label-preserving augmentation (colour jitter, blur, small rotation)")
     cache: bool = _f(True, "decode once into a pre-resized uint8 cache reused by later epochs and runs")
     cache_dir: str = _f("", "where the uint8 cache and downloaded gs:// images live (default: ~/.cache/psa)")

@@ -65,16 +65,17 @@ def _open_rgb(path, record_id: str, cache_dir: str, use) -> np.ndarray:
 
 
 def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "",
-                    detail: bool = False) -> np.ndarray:
+                    detail: str = "") -> np.ndarray:
     """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3, or HxWx4
-    with `detail`: the detail map (core/detail_map.py), found on the scan before the resize, as a 4th channel.
+    with `detail` (a kind of core/detail_map.py, "" for none): the detail map, found on the scan before the
+    resize, as a 4th channel.
 
     `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
     """
     def letterbox(im: Image.Image) -> np.ndarray:
         view = np.array(ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND),
                         dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
-        return np.dstack([view, detail_map(im, size)]) if detail else view
+        return np.dstack([view, detail_map(im, size, detail)]) if detail else view
     return _open_rgb(path, record_id, cache_dir, letterbox)
 
 
@@ -140,11 +141,12 @@ def full_crop_settings(crops) -> tuple[float, int, int] | None:
 
 
 def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...], crops=None,
-               detail: bool = False) -> str:
+               detail: str = "") -> str:
     """Changes when any image path, its size/mtime (local), the target size, the crop settings or the
-    detail channel change."""
+    detail channel change. A "tophat" cache keeps the key it had before there were two kinds of map."""
+    detail_key = ["detail"] if detail == "tophat" else [f"detail-{detail}"] if detail else []
     h = hashlib.sha256(json.dumps([list(size), list(sides)] + ([list(crops)] if crops else [])
-                                  + (["detail"] if detail else [])).encode())
+                                  + detail_key).encode())
     for r in records:
         for side in sides:
             p = getattr(r, side)
@@ -160,7 +162,7 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 
 class UInt8Cache:
-    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 channels with `detail`), built once and
+    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 channels with a `detail` map), built once and
     shared by workers; with `crops` = (fraction, size[, edge crops]) it holds each side's crops instead:
     [N, S, 4 + 4 x edge crops, size, size, 3].
 
@@ -170,9 +172,9 @@ class UInt8Cache:
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...],
                  cache_dir: str = "", image_cache_dir: str = "", crops: tuple[float, int] | None = None,
-                 detail: bool = False):
+                 detail: str = ""):
         self.records, self.size, self.sides, self.crops = records, size, sides, full_crop_settings(crops)
-        self.detail = detail and not crops  # the detail map is a channel of the whole-card view only
+        self.detail = "" if crops else detail  # the detail map is a channel of the whole-card view only
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         kind = "crops" if crops else "cards"
         self.path = root / f"{kind}-{_cache_key(records, size, sides, self.crops, self.detail)}.npy"
@@ -228,7 +230,7 @@ class CardDataset(Dataset):
 
     def __init__(self, records: list[CardRecord], size: tuple[int, int], sides: tuple[str, ...] = ("front", "back"),
                  cache: UInt8Cache | None = None, image_cache_dir: str = "", crops: tuple[float, int] | None = None,
-                 crop_cache: UInt8Cache | None = None, detail: bool = False):
+                 crop_cache: UInt8Cache | None = None, detail: str = ""):
         self.records, self.size, self.sides, self.detail = records, size, sides, detail
         self.cache, self.crops, self.crop_cache = cache, full_crop_settings(crops), crop_cache
         self.image_cache_dir = image_cache_dir
@@ -237,8 +239,8 @@ class CardDataset(Dataset):
             if missing:
                 raise ValueError(f"cache holds sides {cache.sides}, dataset needs {sides}")
             if cache.detail != detail:
-                raise ValueError(f"cache {'has' if cache.detail else 'lacks'} the detail channel the dataset "
-                                 f"{'needs' if detail else 'does not read'}")
+                raise ValueError(f"cache holds detail map {cache.detail or 'none'}, the dataset reads "
+                                 f"{detail or 'none'}")
             self._side_index = [cache.sides.index(s) for s in sides]
 
     def __len__(self) -> int:
@@ -266,12 +268,18 @@ class CardDataset(Dataset):
         return item
 
 
-def model_input_settings(model_config: dict) -> tuple[tuple[float, int, int] | None, bool]:
-    """(crops, detail) a model was trained with, from its config (DualBranchGrader.config(), also in an
-    export's JSON): what evaluation and prediction must cut and compute to feed it the same inputs."""
+def model_input_settings(model_config: dict) -> tuple[tuple[float, int, int] | None, str]:
+    """(crops, detail map kind or "") a model was trained with, from its config (DualBranchGrader.config(),
+    also in an export's JSON): what evaluation and prediction must cut and compute to feed it the same
+    inputs. Models from before there were two kinds of map name none: they read the "tophat" map."""
     m = model_config
     crops = (m["crop_fraction"], m["crop_size"], m.get("edge_crops", 1)) if m.get("crop_size") else None
-    return crops, bool(m.get("detail", False))
+    return crops, (m.get("detail_kind", "tophat") if m.get("detail") else "")
+
+
+def detail_setting(cfg) -> str:
+    """The detail map kind the preset's [data] table asks for, or "" when the channel is off."""
+    return cfg.detail_kind if cfg.detail else ""
 
 
 def crop_settings(cfg) -> tuple[float, int, int] | None:
@@ -311,7 +319,7 @@ def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
         caches = []
         for view in ([None, crops] if crops else [None]) if cfg.cache else []:
             cache = UInt8Cache(records, size, ("front", "back"), cfg.cache_dir, cfg.cache_dir, crops=view,
-                               detail=cfg.detail)
+                               detail=detail_setting(cfg))
             if is_main:
                 bar = ProgressBar(len(records), f"caching {name}{' crops' if view else ''}")
                 cache.ensure(lambda done, total: bar.update(done))
@@ -320,7 +328,7 @@ def prepare_datasets(cfg, is_main: bool, emit) -> tuple[Splits, dict]:
             caches.append(cache.ensure())
         card_cache, crop_cache = (caches + [None, None])[:2]
         datasets[name] = {sides: CardDataset(records, size, sides, card_cache, cfg.cache_dir, crops, crop_cache,
-                                             cfg.detail)
+                                             detail_setting(cfg))
                           for sides in (("back",), ("front", "back"))}
     return splits, datasets
 

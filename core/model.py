@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from core.config import ConfigError
+from core.config import DETAIL_KINDS, ConfigError
 from core.records import CRITERIA
 from core.weights import IMAGENET, WeightsError, imagenet_file  # noqa: F401 (WeightsError: core.train)
 
@@ -222,7 +222,7 @@ class DualBranchGrader(nn.Module):
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
                  dropout: float = 0.2, num_grades: int = 10, criteria: bool = False, crop_size: int = 0,
                  crop_fraction: float = 0.24, detail: bool = False, edge_crops: int = 1,
-                 measure_centering: bool = False):
+                 measure_centering: bool = False, detail_kind: str = "lines"):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -238,6 +238,9 @@ class DualBranchGrader(nn.Module):
         if self.edge_crops < 1:
             raise ValueError(f"data.edge_crops={edge_crops}: expected at least 1")
         self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel
+        if detail_kind not in DETAIL_KINDS:
+            raise ValueError(f"data.detail_kind={detail_kind!r}: expected one of {', '.join(DETAIL_KINDS)}")
+        self.detail_kind = detail_kind  # which map (core/detail_map.py): travels with the model
         if measure_centering and self.crop_size <= 0:
             raise ValueError("model.measure_centering = true reads the borders from the edge crops: "
                              "set data.crop_size > 0 (e.g. 48) or measure_centering = false")
@@ -270,13 +273,13 @@ class DualBranchGrader(nn.Module):
                 "center_valid": self._valid_dual}
 
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this architecture (weights come from the state dict). "detail",
-        "edge_crops" and "measure_centering" are written only when not their old default, so checkpoints
-        made before them still match a preset without them."""
+        """Everything needed to rebuild this architecture (weights come from the state dict). "detail"
+        (with "detail_kind"), "edge_crops" and "measure_centering" are written only when not their old
+        default, so checkpoints made before them still match a preset without them."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
                 "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria,
                 "crop_size": self.crop_size, "crop_fraction": self.crop_fraction,
-                **({"detail": True} if self.detail else {}),
+                **({"detail": True, "detail_kind": self.detail_kind} if self.detail else {}),
                 **({"edge_crops": self.edge_crops} if self.edge_crops != 1 else {}),
                 **({"measure_centering": True} if self.measure_centering else {})}
 
@@ -290,7 +293,8 @@ class DualBranchGrader(nn.Module):
                    criteria=d.get("criteria", False),  # exports from before criterion heads have none
                    crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24),
                    detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1),
-                   measure_centering=d.get("measure_centering", False))
+                   measure_centering=d.get("measure_centering", False),
+                   detail_kind=d.get("detail_kind", "tophat"))  # models from before "lines" read the top-hat
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
@@ -322,14 +326,15 @@ class DualBranchGrader(nn.Module):
 
 
 def build_model(cfg, device: torch.device, crop_size: int = 0, crop_fraction: float = 0.24,
-                detail: bool = False, edge_crops: int = 1) -> DualBranchGrader:
+                detail: bool = False, edge_crops: int = 1, detail_kind: str = "lines") -> DualBranchGrader:
     """The grader the preset's [model] table describes (crops and the detail channel as its [data] table
     sets them), on `device`. A weights file that is missing or does not fit, or settings that do not go
     together, are a one-line ConfigError."""
     try:
         model = DualBranchGrader(cfg.backbone, cfg.weights, cfg.lambda_fusion, cfg.dropout, criteria=cfg.criteria,
                                  crop_size=crop_size, crop_fraction=crop_fraction, detail=detail,
-                                 edge_crops=edge_crops, measure_centering=cfg.measure_centering).to(device)
+                                 edge_crops=edge_crops, measure_centering=cfg.measure_centering,
+                                 detail_kind=detail_kind).to(device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

@@ -101,7 +101,7 @@ class Trainer:
             require_centering_labels(self.splits)
         self.eval_loader = EvalLoaders(self.datasets, cfg, self.device, self.denv.rank, self.denv.world_size)
         self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
-                                 cfg.data.edge_crops)
+                                 cfg.data.edge_crops, cfg.data.detail_kind)
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
         self.ckpts = checkpoint.RunCheckpoints(self.run_dir.checkpoint_dir, self.model_signature, writer=self.is_main)
         self.tb = open_tensorboard(self.run_dir.tensorboard_dir, self.events) if self.is_main else None

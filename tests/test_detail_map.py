@@ -1,6 +1,8 @@
 """The detail map (core/detail_map.py): a 4th input channel that keeps a scan's thin bright lines (a surface
 scratch, a print line) visible after the resize to the whole-card view; made on the scan before the
-resize, cached with the view, read the same way by training, evaluation and prediction."""
+resize, cached with the view, read the same way by training, evaluation and prediction. Two kinds: "lines"
+(long slanted lines: scratches, not the print's own marks) and "tophat" (every thin bright mark), which
+models from before "lines" read."""
 from __future__ import annotations
 
 import json
@@ -15,7 +17,8 @@ import torchvision
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from core.augment import augment_batch, batch_generator
-from core.data import CardDataset, UInt8Cache, load_card_image, model_inputs, normalize_on_device
+from core.config import ConfigError, load_preset
+from core.data import CardDataset, UInt8Cache, load_card_image, model_input_settings, model_inputs, normalize_on_device
 from core.detail_map import detail_map, letterbox_box, median3x3
 from core.model import DualBranchGrader, widen_stem
 from core.records import load_splits
@@ -35,13 +38,14 @@ def _scratched_card(w: int = 200, h: int = 280) -> Image.Image:
     return Image.alpha_composite(card.convert("RGBA"), overlay).convert("RGB")
 
 
-def test_a_faint_scratch_lost_in_the_view_is_strong_in_the_detail_map():
+@pytest.mark.parametrize("kind", ["lines", "tophat"])
+def test_a_faint_scratch_lost_in_the_view_is_strong_in_the_detail_map(kind):
     card, size = _scratched_card(), (72, 96)
     clean = Image.new("RGB", card.size, (150, 90, 60))
     ImageDraw.Draw(clean)  # same print, no scratch
     for y in range(20, card.height - 20, 9):
         ImageDraw.Draw(clean).line([(20, y), (card.width - 20, y)], fill=(40, 30, 30), width=2)
-    mapped, unscratched = detail_map(card, size), detail_map(clean, size)
+    mapped, unscratched = detail_map(card, size, kind), detail_map(clean, size, kind)
     # Where the scratch runs (its middle: x 100 of 200, y 140 of 280 -> 36, 48 of the view), the map is
     # near full scale; the same card without the scratch has no such line (dark ink does not count).
     assert mapped[44:53, 32:41].max() >= 200
@@ -50,6 +54,63 @@ def test_a_faint_scratch_lost_in_the_view_is_strong_in_the_detail_map():
     view = np.asarray(ImageOps.pad(card, size, method=Image.Resampling.BILINEAR)).min(axis=2).astype(int)
     plain = np.asarray(ImageOps.pad(clean, size, method=Image.Resampling.BILINEAR)).min(axis=2).astype(int)
     assert np.abs(view - plain).max() < mapped.max() / 3
+
+
+def _printed_card(scratch: bool) -> Image.Image:
+    """A mid-tone card whose print has its own thin bright marks, as the generator's does: a frame outlined
+    by a 1-px light line and rows of dark words 4 px high with 1-px gaps; with `scratch`, one slanted
+    scratch exactly as bright as the frame's outline (the same white at the same opacity)."""
+    w, h = 200, 280
+    rng = np.random.default_rng(0)
+    card = Image.new("RGB", (w, h), (150, 90, 60))
+    ink = ImageDraw.Draw(card)
+    for y in range(150, 250, 8):
+        x = 30
+        while x < 170:
+            word = int(rng.integers(4, 16))
+            ink.rectangle([x, y, x + word - 1, y + 3], fill=(30, 25, 25))
+            x += word + 1
+    overlay = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    light = ImageDraw.Draw(overlay)
+    light.rectangle([20, 20, w - 21, h - 21], outline=(255, 255, 255, 128))
+    if scratch:
+        light.line([(50, 40), (150, 130)], fill=(255, 255, 255, 128), width=1)
+    return Image.alpha_composite(card.convert("RGBA"), overlay).convert("RGB")
+
+
+def test_the_lines_map_keeps_a_slanted_scratch_and_drops_the_prints_own_thin_marks():
+    size = (72, 96)
+    scratched, clean = _printed_card(True), _printed_card(False)
+    tophat, lines = detail_map(clean, size, "tophat"), detail_map(clean, size, "lines")
+    # The top-hat shows the frame's outline at full scale, like a scratch: on a clean card it cannot tell.
+    assert tophat.max() == 255
+    # The lines map keeps the scratch (its middle, (100, 85) of the scan, is (36, 29) of the view) at full
+    # scale and the print's axis-aligned outline and short word gaps under half of it.
+    assert detail_map(scratched, size, "lines")[25:34, 31:41].max() == 255
+    assert lines.max() < 128
+    assert lines[20:80, 5:10].max() < 128 and lines[55:88, 14:58].max() < 128  # frame side, text block
+
+
+def test_an_unknown_detail_kind_is_refused_by_the_map_the_model_and_the_preset(tmp_path):
+    with pytest.raises(ValueError, match="detail map kind 'edges'"):
+        detail_map(Image.new("RGB", (20, 28)), (10, 14), "edges")
+    with pytest.raises(ValueError, match="data.detail_kind='edges'"):
+        DualBranchGrader("resnet18", detail=True, detail_kind="edges")
+    preset = tmp_path / "p.toml"
+    preset.write_text('[data]\ndetail = true\ndetail_kind = "edges"\n')
+    with pytest.raises(ConfigError, match="detail_kind"):
+        load_preset(str(preset))
+
+
+def test_a_model_says_which_map_it_reads_and_older_models_read_the_tophat():
+    new = DualBranchGrader("resnet18", criteria=True, crop_size=16, detail=True).config()
+    assert new["detail_kind"] == "lines" and model_input_settings(new)[1] == "lines"
+    assert DualBranchGrader.from_config(new).detail_kind == "lines"
+    # An export or checkpoint from before there were two kinds says only "detail": true.
+    old = {k: v for k, v in new.items() if k != "detail_kind"}
+    assert model_input_settings(old)[1] == "tophat" and DualBranchGrader.from_config(old).detail_kind == "tophat"
+    plain = DualBranchGrader("resnet18", criteria=True).config()
+    assert "detail_kind" not in plain and model_input_settings(plain)[1] == ""
 
 
 @pytest.mark.parametrize("shape", [(280, 200), (1, 1), (1, 7), (2, 3), (9, 2), (31, 17)])
@@ -73,12 +134,22 @@ def test_the_map_lies_exactly_where_the_letterboxed_view_puts_the_card(scan):
     # of its sides, and nowhere outside it.
     frame = Image.new("RGB", scan, (90, 90, 90))
     ImageDraw.Draw(frame).rectangle([2, 2, scan[0] - 3, scan[1] - 3], outline=(255, 255, 255))
-    mapped = detail_map(frame, size)
+    mapped = detail_map(frame, size, "tophat")
     outside = mapped.copy()
     outside[y:y + h, x:x + w] = 0
     assert outside.max() == 0
     inside = mapped[y:y + h, x:x + w]
     assert min(inside[:3].max(), inside[-3:].max(), inside[:, :3].max(), inside[:, -3:].max()) == 255
+    # The lines map goes through one more pooling and the segment averages: a bright diagonal from corner
+    # to corner shows inside the box, on both halves of it, and still nothing lies outside.
+    cross = Image.new("RGB", scan, (90, 90, 90))
+    ImageDraw.Draw(cross).line([(0, 0), (scan[0] - 1, scan[1] - 1)], fill=(255, 255, 255))
+    slanted = detail_map(cross, size, "lines")
+    outside = slanted.copy()
+    outside[y:y + h, x:x + w] = 0
+    assert outside.max() == 0
+    inside = slanted[y:y + h, x:x + w]
+    assert min(inside[: h // 2, : w // 2].max(), inside[h // 2:, w // 2:].max()) == 255
 
 
 def test_a_widened_pretrained_stem_computes_what_the_3_channel_network_did(tmp_path):
@@ -127,18 +198,21 @@ def test_the_detail_channel_is_read_as_a_share_and_augmented_without_colour_jitt
 
 def test_cache_dataset_and_prediction_read_the_same_four_channels(tmp_path, smoke_splits):
     records = load_splits(str(smoke_splits)).train[:3]
-    cache = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail=True).ensure()
+    cache = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail="lines").ensure()
+    tophat = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail="tophat").ensure()
     plain = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path)).ensure()
     assert cache.array.shape == (3, 2, 64, 48, 4) and plain.array.shape == (3, 2, 64, 48, 3)
-    assert cache.path != plain.path  # one never stands in for the other
-    cached = CardDataset(records, (48, 64), ("front", "back"), cache, detail=True)[1]
-    direct = CardDataset(records, (48, 64), ("front", "back"), detail=True)[1]
+    assert len({cache.path, tophat.path, plain.path}) == 3  # one never stands in for another
+    assert not np.array_equal(cache.array[..., 3], tophat.array[..., 3])
+    cached = CardDataset(records, (48, 64), ("front", "back"), cache, detail="lines")[1]
+    direct = CardDataset(records, (48, 64), ("front", "back"), detail="lines")[1]
     assert cached["front"].shape == (4, 64, 48) and torch.equal(cached["front"], direct["front"])
-    expected = load_card_image(records[1].front, (48, 64), detail=True)
+    expected = load_card_image(records[1].front, (48, 64), detail="lines")
     assert torch.equal(direct["front"], torch.from_numpy(expected).permute(2, 0, 1))
     assert np.array_equal(expected[..., :3], load_card_image(records[1].front, (48, 64)))
-    with pytest.raises(ValueError, match="detail"):
-        CardDataset(records, (48, 64), ("front", "back"), plain, detail=True)
+    for cache_of_another_kind, kind in ((plain, "lines"), (tophat, "lines"), (cache, "")):
+        with pytest.raises(ValueError, match="detail map"):
+            CardDataset(records, (48, 64), ("front", "back"), cache_of_another_kind, detail=kind)
     inputs = model_inputs({k: v.unsqueeze(0) for k, v in direct.items() if k in ("front", "back")},
                           ("front", "back"), torch.device("cpu"), False)
     assert inputs["back"].shape == (1, 4, 64, 48)
@@ -155,7 +229,8 @@ def test_a_smoke_run_with_the_detail_map_and_edge_crops_exports_a_model_that_pre
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((out / "model" / "psa_dual_branch_config.json").read_text())
-    assert config["model"]["detail"] is True and config["model"]["edge_crops"] == 2
+    assert config["model"]["detail"] is True and config["model"]["detail_kind"] == "lines"
+    assert config["model"]["edge_crops"] == 2
     assert config["normalization"]["mean"][3:] == [0.0] and config["normalization"]["std"][3:] == [1.0]
     card = load_splits(str(smoke_splits)).test[0]
     pred = subprocess.run([sys.executable, "-m", "core.predict", "--model", str(out / "model"), "--json",
@@ -168,3 +243,14 @@ def test_a_smoke_run_with_the_detail_map_and_edge_crops_exports_a_model_that_pre
                         timeout=300)
     assert ev.returncode == 0, ev.stderr
     assert json.loads(report.read_text())["n"] == len(load_splits(str(smoke_splits)).test)
+
+
+def test_a_run_checkpointed_before_there_were_two_maps_resumes_with_the_tophat_and_not_with_lines():
+    from core.checkpoint import CheckpointError, check_model_config
+
+    current = DualBranchGrader("resnet18", criteria=True, detail=True, detail_kind="tophat").config()
+    saved = {k: v for k, v in current.items() if k != "detail_kind"}  # what such a checkpoint holds
+    check_model_config(saved, current, "last.pth")
+    lines = DualBranchGrader("resnet18", criteria=True, detail=True).config()
+    with pytest.raises(CheckpointError, match="detail_kind: checkpoint 'tophat' vs preset 'lines'"):
+        check_model_config(saved, lines, "last.pth")
