@@ -90,7 +90,8 @@ def _segment_kernels(length: int, directions: int, axis_exclusion: int) -> torch
         angle = math.pi * k / directions
         t = np.linspace(-centre, centre, 4 * length)  # dense enough to touch every pixel the segment crosses
         kernel = torch.zeros(length, length)
-        kernel[np.rint(centre + t * math.sin(angle)).astype(int), np.rint(centre + t * math.cos(angle)).astype(int)] = 1
+        rows, cols = np.rint(centre + t * math.sin(angle)), np.rint(centre + t * math.cos(angle))
+        kernel[rows.astype(int), cols.astype(int)] = 1
         kernels.append(kernel / kernel.sum())
     return torch.stack(kernels)[:, None]
 
