@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from core import storage
+from core.config import LEGACY_DETAIL_KIND
 
 EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pth$")
 STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pth$")
@@ -259,7 +260,7 @@ def prune(checkpoint_dir: str, keep_last: int, pattern: re.Pattern = EPOCH_RE,
 def check_model_config(saved: dict, current: dict, path: str) -> None:
     """A checkpoint from a different architecture fails with the mismatched keys named."""
     if saved.get("detail") and "detail_kind" not in saved:  # made before there were two kinds of detail map
-        saved = {**saved, "detail_kind": "tophat"}
+        saved = {**saved, "detail_kind": LEGACY_DETAIL_KIND}
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if diff:
         shown = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs preset {current.get(k)!r}" for k in diff[:4])

@@ -25,6 +25,8 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DETAIL_KINDS = ("lines", "tophat")  # the detail channel's maps (core/detail_map.py)
+# What a model config, checkpoint or cache that names no kind was made with: the only map there was then.
+LEGACY_DETAIL_KIND = "tophat"
 ES_METRICS = ("val_qwk", "val_loss", "val_mae", "val_acc")
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from core import distributed, sampling, storage
 from core.augment import AugmentSeed, augment_batch, batch_generator
-from core.config import ConfigError
+from core.config import LEGACY_DETAIL_KIND, ConfigError
 from core.detail_map import detail_map
 from core.events import ProgressBar
 from core.parallel import ordered_map
@@ -144,7 +144,7 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
                detail: str = "") -> str:
     """Changes when any image path, its size/mtime (local), the target size, the crop settings or the
     detail channel change. A "tophat" cache keeps the key it had before there were two kinds of map."""
-    detail_key = ["detail"] if detail == "tophat" else [f"detail-{detail}"] if detail else []
+    detail_key = ["detail"] if detail == LEGACY_DETAIL_KIND else [f"detail-{detail}"] if detail else []
     h = hashlib.sha256(json.dumps([list(size), list(sides)] + ([list(crops)] if crops else [])
                                   + detail_key).encode())
     for r in records:
@@ -274,7 +274,7 @@ def model_input_settings(model_config: dict) -> tuple[tuple[float, int, int] | N
     inputs. Models from before there were two kinds of map name none: they read the "tophat" map."""
     m = model_config
     crops = (m["crop_fraction"], m["crop_size"], m.get("edge_crops", 1)) if m.get("crop_size") else None
-    return crops, (m.get("detail_kind", "tophat") if m.get("detail") else "")
+    return crops, (m.get("detail_kind", LEGACY_DETAIL_KIND) if m.get("detail") else "")
 
 
 def detail_setting(cfg) -> str:

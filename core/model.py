@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from core.config import DETAIL_KINDS, ConfigError
+from core.config import DETAIL_KINDS, LEGACY_DETAIL_KIND, ConfigError
 from core.records import CRITERIA
 from core.weights import IMAGENET, WeightsError, imagenet_file  # noqa: F401 (WeightsError: core.train)
 
@@ -294,7 +294,7 @@ class DualBranchGrader(nn.Module):
                    crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24),
                    detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1),
                    measure_centering=d.get("measure_centering", False),
-                   detail_kind=d.get("detail_kind", "tophat"))  # models from before "lines" read the top-hat
+                   detail_kind=d.get("detail_kind", LEGACY_DETAIL_KIND))
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.
