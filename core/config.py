@@ -24,7 +24,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v
              "mobilenet_v3_large", "convnext_tiny")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-DETAIL_KINDS = ("lines", "tophat")  # the detail channel's maps (core/detail_map.py)
+DETAIL_KINDS = ("lines", "lines_creases", "tophat")  # the detail channel's maps (core/detail_map.py)
 # What a model config, checkpoint or cache that names no kind was made with: the only map there was then.
 LEGACY_DETAIL_KIND = "tophat"
 ES_METRICS = ("val_qwk", "val_loss", "val_mae", "val_acc")
@@ -64,8 +64,10 @@ class DataConfig:
     detail: bool = _f(False, "a 4th input channel beside the whole-card view: thin bright lines (scratches, print "
                              "lines) found on the scan before the resize and max-pooled to it")
     detail_kind: str = _f("lines", "what the detail channel shows: \"lines\" = long thin bright lines at a slant "
-                                   "(scratches; the print's own marks run along the card's axes); \"tophat\" = every "
-                                   "thin bright mark (the first version, what older models read)", choices=DETAIL_KINDS)
+                                   "(scratches; the print's own marks run along the card's axes); "
+                                   "\"lines_creases\" = those plus a 5th channel of creases (long bright lines "
+                                   "about 2 px wide); \"tophat\" = every thin bright mark (the first version, what "
+                                   "older models read)", choices=DETAIL_KINDS)
     augment: bool = _f(True, "label-preserving augmentation (colour jitter, blur, small rotation)")
     cache: bool = _f(True, "decode once into a pre-resized uint8 cache reused by later epochs and runs")
     cache_dir: str = _f("", "where the uint8 cache and downloaded gs:// images live (default: ~/.cache/psa)")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from core import distributed, sampling, storage
 from core.augment import AugmentSeed, augment_batch, batch_generator
 from core.config import LEGACY_DETAIL_KIND, ConfigError
-from core.detail_map import detail_map
+from core.detail_map import detail_channels, detail_map
 from core.events import ProgressBar
 from core.parallel import ordered_map
 from core.records import CardRecord, Splits, load_splits
@@ -68,7 +68,7 @@ def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "
                     detail: str = "") -> np.ndarray:
     """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3, or HxWx4
     with `detail` (a kind of core/detail_map.py, "" for none): the detail map, found on the scan before the
-    resize, as a 4th channel.
+    resize, as a 4th channel (and a 5th for "lines_creases").
 
     `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
     """
@@ -162,7 +162,7 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 
 class UInt8Cache:
-    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 channels with a `detail` map), built once and
+    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 3 + detail_channels with a `detail` map), built once and
     shared by workers; with `crops` = (fraction, size[, edge crops]) it holds each side's crops instead:
     [N, S, 4 + 4 x edge crops, size, size, 3].
 
@@ -182,20 +182,28 @@ class UInt8Cache:
         self.array: np.ndarray | None = None
 
     def ensure(self, progress=None) -> "UInt8Cache":
-        if not self.path.exists():
-            self._build(progress)
+        if self.path.exists():
+            self.array = np.load(self.path, mmap_mode="r")
+            if self.array.shape == self.shape():
+                return self
+            # Same key, another layout: written by a version whose map of this kind had other channels.
+            self.array = None
+        self._build(progress)
         self.array = np.load(self.path, mmap_mode="r")
         return self
 
-    def _build(self, progress) -> None:
+    def shape(self) -> tuple[int, ...]:
+        """[N, S, H, W, C] of the whole-card views, or [N, S, crops, size, size, 3]."""
         w, h = self.size
         item = ((len(crop_places(self.crops[2])), self.crops[1], self.crops[1], 3) if self.crops else
-                (h, w, 4 if self.detail else 3))
+                (h, w, 3 + detail_channels(self.detail) if self.detail else 3))
+        return (len(self.records), len(self.sides), *item)
+
+    def _build(self, progress) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned_temp_files()
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(self.records), len(self.sides), *item))
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=self.shape())
         def load(r: CardRecord) -> list[np.ndarray]:
             return [load_card_crops(getattr(r, side), *self.crops, record_id=r.id, cache_dir=self.image_cache_dir)
                     if self.crops else
@@ -371,7 +379,7 @@ _NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype, int], tuple[torch.Tensor,
 def _norm_constants(device: torch.device, dtype: torch.dtype, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with x * scale + shift == (x / 255 - mean) / std, made once per device.
 
-    A 4th channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, so no
+    A 4th (and 5th) channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, so no
     ImageNet statistics apply, and [0, 1] keeps it on the colour channels' scale.
     Building them per call would copy from pageable host memory each step, and on CUDA such a copy
     waits for every kernel already queued: a hidden host sync per batch.

@@ -17,6 +17,7 @@ import torch
 
 from core import storage
 from core.data import IMAGENET_MEAN, IMAGENET_STD
+from core.detail_map import detail_channels
 from core.model import DualBranchGrader
 
 WEIGHTS_FILE = "psa_dual_branch_state_dict.pth"
@@ -30,7 +31,8 @@ class ExportError(ValueError):
 
 def export_model(model: DualBranchGrader, model_dir: str, extra: dict | None = None) -> str:
     """Write weights and config into model_dir (local or gs://); returns model_dir."""
-    extra_channel = [0.0] if model.detail else []  # the detail map is read as x / 255 (core/detail_map.py)
+    # the detail map's channels are read as x / 255 (core/detail_map.py)
+    extra_channel = [0.0] * detail_channels(model.detail_kind) if model.detail else []
     config = {"format_version": FORMAT_VERSION, "model": model.config(),
               "normalization": {"mean": list(IMAGENET_MEAN) + extra_channel,
                                 "std": list(IMAGENET_STD) + [1.0] * len(extra_channel), "scale": 255.0},

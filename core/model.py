@@ -19,6 +19,7 @@ import torchvision
 from torch import Tensor, nn
 
 from core.config import DETAIL_KINDS, LEGACY_DETAIL_KIND, ConfigError
+from core.detail_map import detail_channels
 from core.records import CRITERIA
 from core.weights import IMAGENET, WeightsError, imagenet_file  # noqa: F401 (WeightsError: core.train)
 
@@ -237,7 +238,7 @@ class DualBranchGrader(nn.Module):
         self.crop_size, self.crop_fraction, self.edge_crops = int(crop_size), float(crop_fraction), int(edge_crops)
         if self.edge_crops < 1:
             raise ValueError(f"data.edge_crops={edge_crops}: expected at least 1")
-        self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel
+        self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel (two: detail_channels)
         if detail_kind not in DETAIL_KINDS:
             raise ValueError(f"data.detail_kind={detail_kind!r}: expected one of {', '.join(DETAIL_KINDS)}")
         self.detail_kind = detail_kind  # which map (core/detail_map.py): travels with the model
@@ -253,7 +254,7 @@ class DualBranchGrader(nn.Module):
                 load_backbone_weights(branch.backbone, path, branch.head_prefix, backbone)
         if self.detail:  # after the weights: a torchvision file fits the 3-channel stem
             for branch in (self.back, self.front):
-                widen_stem(branch.backbone, 1, pretrained=bool(weights))
+                widen_stem(branch.backbone, detail_channels(detail_kind), pretrained=bool(weights))
         # Buffers follow .to(device), so forward never copies a mask host-to-device.
         self.register_buffer("_valid_dual", torch.ones(4, dtype=torch.bool), persistent=False)
         self.register_buffer("_valid_back_only", torch.tensor([False, False, True, True]), persistent=False)

@@ -91,6 +91,64 @@ def test_the_lines_map_keeps_a_slanted_scratch_and_drops_the_prints_own_thin_mar
     assert lines[20:80, 5:10].max() < 128 and lines[55:88, 14:58].max() < 128  # frame side, text block
 
 
+def _creased(card: Image.Image) -> Image.Image:
+    """`card` with a folded corner drawn as the generator draws a crease of severity 0.3 on a 200-px-wide
+    scan (core/synth/defects.py): a soft shadow 3 px wide beside a white highlight 2 px wide, from (110, 0)
+    to (200, 90), cutting off the top-right corner."""
+    overlay = Image.new("RGBA", card.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.line([(111.8, 1.8), (201.8, 91.8)], fill=(20, 20, 30, 94), width=3)
+    draw.line([(110, 0), (200, 90)], fill=(255, 255, 255, 215), width=2)
+    return Image.alpha_composite(card.convert("RGBA"), overlay).convert("RGB")
+
+
+def test_the_lines_creases_map_adds_a_channel_that_lights_a_crease_the_lines_map_misses():
+    size = (72, 96)
+    clean, scratched = _printed_card(False), _printed_card(True)
+    creased = _creased(clean)
+    # The crease's middle, (155, 45) of the scan, is (56, 15) of the view. Its 2-px highlight survives the
+    # 3x3 median, so the lines map shows it no brighter than the clean card's own print marks ...
+    near_crease = (slice(10, 21), slice(50, 62))
+    assert detail_map(creased, size, "lines")[near_crease].max() < detail_map(clean, size, "lines").max() + 40
+    # ... while the second channel of lines_creases lights it at full scale, and only where it runs.
+    both = detail_map(creased, size, "lines_creases")
+    assert both.shape == (96, 72, 2) and both.dtype == np.uint8
+    assert both[near_crease][..., 1].max() == 255
+    assert both[55:88, 14:58, 1].max() < 96  # the text block, far from the crease
+    # The first channel is the lines map, unchanged; a 1-px scratch is no crease, and a clean print none.
+    assert np.array_equal(both[..., 0], detail_map(creased, size, "lines"))
+    assert detail_map(scratched, size, "lines_creases")[25:34, 31:41, 1].max() < 96
+    assert detail_map(clean, size, "lines_creases")[..., 1].max() < 96
+
+
+def test_a_lines_creases_model_reads_five_channels_from_cache_to_export_and_prediction(tmp_path, smoke_splits):
+    from core.export import export_model, load_exported
+    from core.inference import predict_card
+
+    records = load_splits(str(smoke_splits)).train[:2]
+    cache = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail="lines_creases").ensure()
+    lines = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail="lines").ensure()
+    assert cache.array.shape == (2, 2, 64, 48, 5) and cache.path != lines.path
+    assert np.array_equal(cache.array[..., :4], lines.array)
+    # A cache under the same key with another layout (a map of this kind with other channels, written by
+    # another version) is rebuilt, not read as if it fitted.
+    built = cache.array.copy()
+    np.save(cache.path, built[..., :4])
+    again = UInt8Cache(records, (48, 64), ("front", "back"), str(tmp_path), detail="lines_creases").ensure()
+    assert again.array.shape == (2, 2, 64, 48, 5) and np.array_equal(again.array, built)
+    model = DualBranchGrader("resnet18", criteria=True, detail=True, detail_kind="lines_creases")
+    assert model.front.backbone.conv1.in_channels == 5
+    item = CardDataset(records, (48, 64), ("front", "back"), cache, detail="lines_creases")[0]
+    inputs = model_inputs({k: v.unsqueeze(0) for k, v in item.items() if k in ("front", "back")},
+                          ("front", "back"), torch.device("cpu"), False)
+    assert inputs["front"].shape == (1, 5, 64, 48)
+    export_model(model.eval(), str(tmp_path / "model"), {"image_size": [48, 64], "sides": ["front", "back"]})
+    loaded, config = load_exported(str(tmp_path / "model"))
+    assert config["model"]["detail_kind"] == "lines_creases"
+    assert config["normalization"]["mean"][3:] == [0.0, 0.0] and config["normalization"]["std"][3:] == [1.0, 1.0]
+    assert 1 <= predict_card(loaded, config, records[0].front, records[0].back)["grade"] <= 10
+
+
 def test_an_unknown_detail_kind_is_refused_by_the_map_the_model_and_the_preset(tmp_path):
     with pytest.raises(ValueError, match="detail map kind 'edges'"):
         detail_map(Image.new("RGB", (20, 28)), (10, 14), "edges")
@@ -229,9 +287,10 @@ def test_a_smoke_run_with_the_detail_map_and_edge_crops_exports_a_model_that_pre
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((out / "model" / "psa_dual_branch_config.json").read_text())
-    assert config["model"]["detail"] is True and config["model"]["detail_kind"] == "lines"
+    # the kind the local preset (which smoke extends) names: two detail channels, read as x / 255
+    assert config["model"]["detail"] is True and config["model"]["detail_kind"] == "lines_creases"
     assert config["model"]["edge_crops"] == 2
-    assert config["normalization"]["mean"][3:] == [0.0] and config["normalization"]["std"][3:] == [1.0]
+    assert config["normalization"]["mean"][3:] == [0.0] * 2 and config["normalization"]["std"][3:] == [1.0] * 2
     card = load_splits(str(smoke_splits)).test[0]
     pred = subprocess.run([sys.executable, "-m", "core.predict", "--model", str(out / "model"), "--json",
                            card.front, card.back], capture_output=True, text=True, cwd=ROOT, timeout=300)
