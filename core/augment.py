@@ -49,8 +49,8 @@ def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
                   max_degrees: float = 2.0) -> torch.Tensor:
     """x: float images in [0, 1], NCHW. Returns a new tensor of the same shape.
 
-    Colour jitter touches the first 3 channels only; a 4th and 5th (the detail map, core/detail_map.py) are no
-    colour, but they are blurred and turned with the card so it stays on the lines it marks."""
+    Colour jitter touches the first 3 channels only; a 4th and 5th (the detail map, core/detail_map.py) are
+    no colour, but they are blurred and turned with the card so they stay on the lines they mark."""
     n, device, channels = x.shape[0], x.device, x.shape[1]
     s = strength
     x, extra = x[:, :3], x[:, 3:]

@@ -162,8 +162,8 @@ def _cache_key(records: list[CardRecord], size: tuple[int, int], sides: tuple[st
 
 
 class UInt8Cache:
-    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 3 + detail_channels with a `detail` map), built once and
-    shared by workers; with `crops` = (fraction, size[, edge crops]) it holds each side's crops instead:
+    """A memory-mapped .npy of shape [N, S, H, W, 3] (S sides; 4 or 5 channels with a `detail` map), built once
+    and shared by workers; with `crops` = (fraction, size[, edge crops]) it holds each side's crops instead:
     [N, S, 4 + 4 x edge crops, size, size, 3].
 
     Built to a temp name and renamed when complete, so an interrupted build is never mistaken for a
@@ -379,8 +379,8 @@ _NORM_CONSTANTS: dict[tuple[torch.device, torch.dtype, int], tuple[torch.Tensor,
 def _norm_constants(device: torch.device, dtype: torch.dtype, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with x * scale + shift == (x / 255 - mean) / std, made once per device.
 
-    A 4th (and 5th) channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, so no
-    ImageNet statistics apply, and [0, 1] keeps it on the colour channels' scale.
+    A 4th (and 5th) channel (the detail map, core/detail_map.py) is read as x / 255: it is not a colour, so
+    no ImageNet statistics apply, and [0, 1] keeps it on the colour channels' scale.
     Building them per call would copy from pageable host memory each step, and on CUDA such a copy
     waits for every kernel already queued: a hidden host sync per batch.
     """

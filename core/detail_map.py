@@ -1,4 +1,5 @@
-"""The detail map: a fourth input channel (two for "lines_creases") that keeps a scan's thin bright lines visible after the resize.
+"""The detail map: a fourth input channel (a fourth and fifth for "lines_creases") that keeps a scan's thin
+bright lines visible after the resize.
 
 Why: a surface scratch or a print line is a line about one pixel wide at the scan's resolution, drawn at
 half opacity or less (docs/design.md §12). Resized to the model's whole-card view (72x96 from 200x280 in

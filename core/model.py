@@ -238,7 +238,7 @@ class DualBranchGrader(nn.Module):
         self.crop_size, self.crop_fraction, self.edge_crops = int(crop_size), float(crop_fraction), int(edge_crops)
         if self.edge_crops < 1:
             raise ValueError(f"data.edge_crops={edge_crops}: expected at least 1")
-        self.detail = bool(detail)  # the whole-card view carries the detail map as a 4th channel (two: detail_channels)
+        self.detail = bool(detail)  # the view carries the detail map as a 4th channel (or 4th and 5th)
         if detail_kind not in DETAIL_KINDS:
             raise ValueError(f"data.detail_kind={detail_kind!r}: expected one of {', '.join(DETAIL_KINDS)}")
         self.detail_kind = detail_kind  # which map (core/detail_map.py): travels with the model

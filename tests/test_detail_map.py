@@ -276,21 +276,24 @@ def test_cache_dataset_and_prediction_read_the_same_four_channels(tmp_path, smok
     assert inputs["back"].shape == (1, 4, 64, 48)
 
 
+@pytest.mark.parametrize("kind", ["lines", "lines_creases"])
 def test_a_smoke_run_with_the_detail_map_and_edge_crops_exports_a_model_that_predicts_and_evaluates_with_them(
-        tmp_path, smoke_splits):
+        tmp_path, smoke_splits, kind):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "core.train", "--preset", "smoke", "--output-dir", str(out),
                            "--set", f"data.splits={smoke_splits}", "--set", "data.detail=true",
+                           "--set", f"data.detail_kind={kind}",
                            "--set", "data.crop_size=16", "--set", "data.crop_fraction=0.2",
                            "--set", "data.edge_crops=2",
                            "--set", "training.phase2_epochs=1", "--set", f"data.cache_dir={tmp_path / 'cache'}"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     config = json.loads((out / "model" / "psa_dual_branch_config.json").read_text())
-    # the kind the local preset (which smoke extends) names: two detail channels, read as x / 255
-    assert config["model"]["detail"] is True and config["model"]["detail_kind"] == "lines_creases"
+    assert config["model"]["detail"] is True and config["model"]["detail_kind"] == kind
     assert config["model"]["edge_crops"] == 2
-    assert config["normalization"]["mean"][3:] == [0.0] * 2 and config["normalization"]["std"][3:] == [1.0] * 2
+    channels = 2 if kind == "lines_creases" else 1  # each read as x / 255
+    assert config["normalization"]["mean"][3:] == [0.0] * channels
+    assert config["normalization"]["std"][3:] == [1.0] * channels
     card = load_splits(str(smoke_splits)).test[0]
     pred = subprocess.run([sys.executable, "-m", "core.predict", "--model", str(out / "model"), "--json",
                            card.front, card.back], capture_output=True, text=True, cwd=ROOT, timeout=300)
