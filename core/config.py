@@ -61,8 +61,9 @@ class DataConfig:
                                     "resize (native resolution when it equals crop_size)", min=0.01, max=0.5)
     edge_crops: int = _f(1, "crops along each card edge between the corner crops, spread evenly (1 = the edge's "
                             "midpoint)", min=1, max=8)
-    detail: bool = _f(False, "a 4th input channel beside the whole-card view: thin bright lines (scratches, print "
-                             "lines) found on the scan before the resize and max-pooled to it")
+    detail: bool = _f(False, "a 4th input channel beside the whole-card view (a 5th with detail_kind "
+                             "\"lines_creases\"): thin bright lines (scratches, print lines) found on the scan "
+                             "before the resize and max-pooled to it")
     detail_kind: str = _f("lines", "what the detail channel shows: \"lines\" = long thin bright lines at a slant "
                                    "(scratches; the print's own marks run along the card's axes); "
                                    "\"lines_creases\" = those plus a 5th channel of creases (long bright lines "
