@@ -34,9 +34,8 @@ def model_sides(config: dict) -> list[str]:
 def preprocess(config: dict, card: Mapping[str, ImageSource | None],
                sides: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """{side: uint8 1x3xHxW (1x4xHxW or 1x5xHxW with the detail map)} for the sides the model reads (or
-    `sides`), plus
-    {side}_crops 1xNx3xSxS (N = 4 + 4 x edge crops) when the model reads crops, made by the same core.data
-    code as in training; ImageError names a bad image."""
+    `sides`), plus {side}_crops 1xNx3xSxS (N = 4 + 4 x edge crops) when the model reads crops, made by the
+    same core.data code as in training; ImageError names a bad image."""
     size = tuple(config["image_size"])
     crops, detail = model_input_settings(config["model"])
     out = {}
