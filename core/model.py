@@ -102,23 +102,43 @@ def widen_stem(net: nn.Module, extra: int, pretrained: bool) -> None:
     raise ValueError("backbone has no 3-channel input convolution to widen")
 
 
+# What a model config without "crop_pool" was made with: crops pooled by their mean alone.
+LEGACY_CROP_POOL = "avg"
+
+
 class CropEncoder(nn.Module):
     """A light CNN for the native-resolution crops of a side (4 corners, then `edge_crops` per edge, each
-    turned so the card's outer corner/edge is top-left/top): -> [B, 4 * width] = mean and max of the
+    turned so the card's outer corner/edge is top-left/top): -> [B, 4 * per-crop dim] = mean and max of the
     corners' features, then of the edges'. Small on purpose: whitening or a chip a pixel or two wide is
-    local texture, and 16 or more crops per card must cost far less than the whole-card backbone."""
+    local texture, and 16 or more crops per card must cost far less than the whole-card backbone.
 
-    def __init__(self, width: int = 64, edge_crops: int = 1):
+    Each crop's feature map is pooled by its mean and its maximum (`pool = "avgmax"`, per-crop dim
+    2 x width). A chip two or three pixels deep lights a cell or two of the final 6x6 map; averaged over the
+    36 cells its response all but vanishes, most of all for a white chip on a cream border (12-21 grey
+    levels). The maximum keeps it, as a grader's eye stops at the one flaw. Trained on the crops alone (both
+    sides, 3,200 cards; sub-grades of 1,920 cards of seed 7), edge sub-grades read two or more off fell from
+    151 to 79, edges of 8 read as 10 from 55 to 10 of 173, corners two or more off from 25 to 11
+    (docs/design.md §12). "avg", the mean alone, is how models made before it read their crops."""
+
+    POOLS = ("avg", "avgmax")
+
+    def __init__(self, width: int = 64, edge_crops: int = 1, pool: str = "avgmax"):
         super().__init__()
+        if pool not in self.POOLS:
+            raise ValueError(f"model crop_pool={pool!r}: expected one of {', '.join(self.POOLS)}")
         layers, c_in = [], 3
         for c_out, stride in ((24, 2), (48, 2), (width, 2), (width, 1)):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
-        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dim, self.crops = 4 * width, 4 + 4 * edge_crops
+        # The state-dict keys stay net.0 ... net.11 whatever the pool: a pool has no weights.
+        self.net = nn.Sequential(*layers)
+        self.pool, self.per_crop = pool, width * (2 if pool == "avgmax" else 1)
+        self.dim, self.crops = 4 * self.per_crop, 4 + 4 * edge_crops
 
     def forward(self, crops: Tensor) -> Tensor:
-        f = self.net(crops).view(-1, self.crops, self.dim // 4)
+        maps = self.net(crops)
+        f = maps.mean((2, 3)) if self.pool == "avg" else torch.cat([maps.mean((2, 3)), maps.amax((2, 3))], dim=1)
+        f = f.view(-1, self.crops, self.per_crop)
         corners, edges = f[:, :4], f[:, 4:]
         return torch.cat([corners.mean(1), corners.amax(1), edges.mean(1), edges.amax(1)], dim=1)
 
@@ -175,10 +195,11 @@ class Branch(nn.Module):
     of a head on the shared features."""
 
     def __init__(self, backbone: str, dropout: float, num_grades: int, criteria: bool = False,
-                 crops: bool = False, edge_crops: int = 1, crop_size: int = 0, measure_centering: bool = False):
+                 crops: bool = False, edge_crops: int = 1, crop_size: int = 0, measure_centering: bool = False,
+                 crop_pool: str = "avgmax"):
         super().__init__()
         self.backbone, dim, self.head_prefix = build_backbone(backbone)
-        self.crop_encoder = CropEncoder(edge_crops=edge_crops) if crops else None
+        self.crop_encoder = CropEncoder(edge_crops=edge_crops, pool=crop_pool) if crops else None
         dim += self.crop_encoder.dim if crops else 0
         self.dropout = nn.Dropout(dropout)
         self.grade_head = nn.Linear(dim, num_grades)
@@ -223,7 +244,7 @@ class DualBranchGrader(nn.Module):
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
                  dropout: float = 0.2, num_grades: int = 10, criteria: bool = False, crop_size: int = 0,
                  crop_fraction: float = 0.24, detail: bool = False, edge_crops: int = 1,
-                 measure_centering: bool = False, detail_kind: str = "lines"):
+                 measure_centering: bool = False, detail_kind: str = "lines", crop_pool: str = "avgmax"):
         super().__init__()
         if not 0.0 <= lambda_fusion <= 1.0:
             raise ValueError(f"model.lambda_fusion={lambda_fusion}: expected a value in [0, 1]")
@@ -246,8 +267,12 @@ class DualBranchGrader(nn.Module):
             raise ValueError("model.measure_centering = true reads the borders from the edge crops: "
                              "set data.crop_size > 0 (e.g. 48) or measure_centering = false")
         self.measure_centering = bool(measure_centering)
+        if crop_pool not in CropEncoder.POOLS:
+            raise ValueError(f"model crop_pool={crop_pool!r}: expected one of {', '.join(CropEncoder.POOLS)}")
+        self.crop_pool = crop_pool  # how each crop's feature map is pooled (CropEncoder): travels with the model
         self.back, self.front = (Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0,
-                                        self.edge_crops, self.crop_size, self.measure_centering) for _ in range(2))
+                                        self.edge_crops, self.crop_size, self.measure_centering, crop_pool)
+                                 for _ in range(2))
         if weights:
             path = imagenet_file(backbone) if weights == IMAGENET else weights
             for branch in (self.back, self.front):
@@ -275,14 +300,16 @@ class DualBranchGrader(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights come from the state dict). "detail"
-        (with "detail_kind"), "edge_crops" and "measure_centering" are written only when not their old
-        default, so checkpoints made before them still match a preset without them."""
+        (with "detail_kind"), "edge_crops", "measure_centering" and "crop_pool" are written only when not their
+        old default, so checkpoints made before them still match a preset without them (a model with crops
+        now pools them "avgmax", so its config names it; one from before, without the key, reads "avg")."""
         return {"backbone": self.backbone_name, "lambda_fusion": self.lambda_fusion,
                 "dropout": self.dropout_p, "num_grades": self.num_grades, "criteria": self.criteria,
                 "crop_size": self.crop_size, "crop_fraction": self.crop_fraction,
                 **({"detail": True, "detail_kind": self.detail_kind} if self.detail else {}),
                 **({"edge_crops": self.edge_crops} if self.edge_crops != 1 else {}),
-                **({"measure_centering": True} if self.measure_centering else {})}
+                **({"measure_centering": True} if self.measure_centering else {}),
+                **({"crop_pool": self.crop_pool} if self.crop_size > 0 and self.crop_pool != LEGACY_CROP_POOL else {})}
 
     @classmethod
     def from_config(cls, d: dict) -> "DualBranchGrader":
@@ -295,7 +322,8 @@ class DualBranchGrader(nn.Module):
                    crop_size=d.get("crop_size", 0), crop_fraction=d.get("crop_fraction", 0.24),
                    detail=d.get("detail", False), edge_crops=d.get("edge_crops", 1),
                    measure_centering=d.get("measure_centering", False),
-                   detail_kind=d.get("detail_kind", LEGACY_DETAIL_KIND))
+                   detail_kind=d.get("detail_kind", LEGACY_DETAIL_KIND),
+                   crop_pool=d.get("crop_pool", LEGACY_CROP_POOL))
 
     def init_from_phase1(self, phase1_state_dict: dict[str, Tensor]) -> None:
         """Start phase 2: load phase 1's back branch (backbone and heads) and copy its backbone into the front.

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from core.augment import AugmentSeed
 from core.data import CardDataset, UInt8Cache, crops_of, load_card_crops, model_inputs
+from core.model import CropEncoder, DualBranchGrader
 from core.records import load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +106,41 @@ def test_a_smoke_run_with_crops_exports_a_model_that_predicts_with_them(tmp_path
                            card.front, card.back], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert pred.returncode == 0, pred.stderr
     assert 1 <= json.loads(pred.stdout)["grade"] <= 10
+
+
+def test_each_crop_is_pooled_by_its_mean_and_its_maximum_so_a_one_cell_flaw_survives():
+    # A chip two pixels deep lights a cell or two of a crop's last feature map; its mean over 36 cells all
+    # but loses it (core/model.py CropEncoder). The "avgmax" pool keeps the map's maximum beside the mean.
+    torch.manual_seed(0)
+    enc = CropEncoder(width=8, edge_crops=1, pool="avgmax").eval()
+    crops = torch.randn(2 * enc.crops, 3, 24, 24)
+    with torch.no_grad():
+        maps = enc.net(crops)                                                    # [16, 8, 3, 3]
+        per_crop = torch.cat([maps.mean((2, 3)), maps.amax((2, 3))], 1).view(2, enc.crops, 16)
+        expected = torch.cat([per_crop[:, :4].mean(1), per_crop[:, :4].amax(1),
+                              per_crop[:, 4:].mean(1), per_crop[:, 4:].amax(1)], 1)
+        assert torch.equal(enc(crops), expected) and enc.dim == 64
+        # one cell of one crop's map raised: the mean pool moves by a ninth of it, the max pool by all of it
+        base = enc(crops)
+        flaw = crops.clone()
+        flaw[5, :, 10:14, 10:14] += 6.0
+        moved = (enc(flaw) - base).abs().amax().item()
+    avg = CropEncoder(width=8, edge_crops=1, pool="avg").eval()
+    avg.load_state_dict(enc.state_dict())  # the same weights: the pool has none
+    with torch.no_grad():
+        moved_avg = (avg(flaw) - avg(crops)).abs().amax().item()
+    assert moved > 2 * moved_avg > 0
+
+
+def test_models_from_before_the_max_pool_still_load_and_read_their_crops_by_the_mean():
+    new = DualBranchGrader("resnet18", criteria=True, crop_size=16, edge_crops=3)
+    assert new.config()["crop_pool"] == "avgmax" and new.back.crop_encoder.dim == 4 * 128
+    old_config = {k: v for k, v in new.config().items() if k != "crop_pool"}  # an export made before it
+    old = DualBranchGrader.from_config(old_config)
+    assert old.crop_pool == "avg" and old.back.crop_encoder.dim == 4 * 64 and "crop_pool" not in old.config()
+    old.load_state_dict(DualBranchGrader.from_config(old_config).state_dict())
+    with torch.no_grad():
+        x, crops = torch.rand(2, 3, 48, 40), torch.rand(2 * 16, 3, 16, 16)
+        assert old.eval()(x, x, crops, crops)["logits"].shape == (2, 10)
+    with pytest.raises(ValueError, match="crop_pool='sum'"):
+        DualBranchGrader("resnet18", crop_size=16, crop_pool="sum")
