@@ -122,10 +122,15 @@ class CropEncoder(nn.Module):
 
     POOLS = ("avg", "avgmax")
 
+    @classmethod
+    def check_pool(cls, pool: str) -> None:
+        """A pool this encoder knows, or a ValueError naming the value and the choices."""
+        if pool not in cls.POOLS:
+            raise ValueError(f"model crop_pool={pool!r}: expected one of {', '.join(cls.POOLS)}")
+
     def __init__(self, width: int = 64, edge_crops: int = 1, pool: str = "avgmax"):
         super().__init__()
-        if pool not in self.POOLS:
-            raise ValueError(f"model crop_pool={pool!r}: expected one of {', '.join(self.POOLS)}")
+        self.check_pool(pool)
         layers, c_in = [], 3
         for c_out, stride in ((24, 2), (48, 2), (width, 2), (width, 1)):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
@@ -267,8 +272,7 @@ class DualBranchGrader(nn.Module):
             raise ValueError("model.measure_centering = true reads the borders from the edge crops: "
                              "set data.crop_size > 0 (e.g. 48) or measure_centering = false")
         self.measure_centering = bool(measure_centering)
-        if crop_pool not in CropEncoder.POOLS:
-            raise ValueError(f"model crop_pool={crop_pool!r}: expected one of {', '.join(CropEncoder.POOLS)}")
+        CropEncoder.check_pool(crop_pool)  # here too: a model without crops builds no encoder to check it
         self.crop_pool = crop_pool  # how each crop's feature map is pooled (CropEncoder): travels with the model
         self.back, self.front = (Branch(backbone, dropout, num_grades, self.criteria, self.crop_size > 0,
                                         self.edge_crops, self.crop_size, self.measure_centering, crop_pool)
