@@ -2,7 +2,8 @@
 
 Each stage is timed on one thread and on all cores (core.parallel.ordered_map), alternately, in the same
 run, so the ratio is fair on a shared machine; and the detail map's 3x3 median (core.detail_map.median3x3)
-against PIL's MedianFilter(3), which it replaced with the same output.
+against PIL's MedianFilter(3), and its 3x3 grey opening (core.detail_map.opening3x3, the crease channel's)
+against torch's stride-1 max pools, which each replaced with the same output.
 
 Usage: python benchmarks/bench_prepare.py [--cards 800] [--repeats 2] [--quick]
 """
@@ -17,16 +18,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import core.parallel  # noqa: E402
 from core.data import UInt8Cache  # noqa: E402
-from core.detail_map import median3x3  # noqa: E402
+from core.config import load_preset  # noqa: E402
+from core.detail_map import median3x3, opening3x3  # noqa: E402
 from core.records import load_splits  # noqa: E402
 from core.synth.dataset import generate  # noqa: E402
 
-LOCAL_PRESET = {"size": (72, 96), "crops": (0.24, 48, 3)}  # presets/local.toml's data table
+LOCAL_DATA = load_preset("local").data  # what `make train` prepares: presets/local.toml's data table
 
 
 def _timed(fn) -> float:
@@ -41,10 +45,11 @@ def prepare_once(root: Path, cards: int) -> dict[str, float]:
     out = {"generate": _timed(lambda: generate(data, cards, seed=0))}
     records = [r for name in ("train", "val", "test") for r in load_splits(data / "splits.json").split(name)]
     sides = ("front", "back")
-    out["view cache + detail map"] = _timed(lambda: UInt8Cache(records, LOCAL_PRESET["size"], sides, str(cache),
-                                                               detail="lines").ensure())
-    out["crop cache"] = _timed(lambda: UInt8Cache(records, LOCAL_PRESET["size"], sides, str(cache),
-                                                  crops=LOCAL_PRESET["crops"]).ensure())
+    size, d = tuple(LOCAL_DATA.image_size), LOCAL_DATA
+    out["view cache + detail map"] = _timed(lambda: UInt8Cache(records, size, sides, str(cache),
+                                                               detail=d.detail_kind if d.detail else "").ensure())
+    out["crop cache"] = _timed(lambda: UInt8Cache(records, size, sides, str(cache),
+                                                  crops=(d.crop_fraction, d.crop_size, d.edge_crops)).ensure())
     return out
 
 
@@ -82,6 +87,11 @@ def main(argv=None) -> int:
     slow = _timed(lambda: [pil.filter(ImageFilter.MedianFilter(3)) for _ in range(n)]) / n
     fast = _timed(lambda: [median3x3(gray) for _ in range(n)]) / n
     print(f"\n3x3 median of a 200x280 scan: PIL {slow * 1e3:.2f} ms, median3x3 {fast * 1e3:.2f} ms "
+          f"({slow / fast:.1f}x)")
+    torch_gray = torch.from_numpy(gray.astype(np.float32))[None, None]
+    slow = _timed(lambda: [F.max_pool2d(-F.max_pool2d(-torch_gray, 3, 1, 1), 3, 1, 1) for _ in range(n)]) / n
+    fast = _timed(lambda: [opening3x3(gray) for _ in range(n)]) / n
+    print(f"3x3 grey opening of a 200x280 scan: torch max pools {slow * 1e3:.2f} ms, opening3x3 {fast * 1e3:.2f} ms "
           f"({slow / fast:.1f}x)")
     return 0
 

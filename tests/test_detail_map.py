@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from core.augment import augment_batch, batch_generator
 from core.config import ConfigError, load_preset
 from core.data import CardDataset, UInt8Cache, load_card_image, model_input_settings, model_inputs, normalize_on_device
-from core.detail_map import detail_map, letterbox_box, median3x3
+from core.detail_map import detail_map, letterbox_box, median3x3, opening3x3
 from core.model import DualBranchGrader, widen_stem
 from core.records import load_splits
 
@@ -179,6 +179,16 @@ def test_the_fast_median_is_pils_median_filter_pixel_for_pixel(shape):
     for gray in (rng.integers(0, 256, shape, dtype=np.uint8), (rng.random(shape) > 0.7).astype(np.uint8) * 255):
         expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
         np.testing.assert_array_equal(median3x3(gray), expected)
+
+
+@pytest.mark.parametrize("shape", [(280, 200), (1, 1), (1, 7), (2, 3), (9, 2), (31, 17)])
+def test_the_fast_opening_is_pils_min_then_max_filter_pixel_for_pixel(shape):
+    # The crease channel's 3x3 grey opening moved from torch's stride-1 max pools to shifted numpy minima
+    # and maxima for speed: the same values as PIL's own rank filters, borders included.
+    rng = np.random.default_rng(shape[0] * 100 + shape[1] + 1)
+    for gray in (rng.integers(0, 256, shape, dtype=np.uint8), (rng.random(shape) > 0.7).astype(np.uint8) * 255):
+        expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3)))
+        np.testing.assert_array_equal(opening3x3(gray), expected)
 
 
 @pytest.mark.parametrize("scan", [(200, 280), (280, 200), (201, 201), (37, 90)])
