@@ -45,7 +45,8 @@ def prepare_once(root: Path, cards: int) -> dict[str, float]:
     out = {"generate": _timed(lambda: generate(data, cards, seed=0))}
     records = [r for name in ("train", "val", "test") for r in load_splits(data / "splits.json").split(name)]
     sides = ("front", "back")
-    size, d = tuple(LOCAL_DATA.image_size), LOCAL_DATA
+    d = LOCAL_DATA
+    size = tuple(d.image_size)
     out["view cache + detail map"] = _timed(lambda: UInt8Cache(records, size, sides, str(cache),
                                                                detail=d.detail_kind if d.detail else "").ensure())
     out["crop cache"] = _timed(lambda: UInt8Cache(records, size, sides, str(cache),
