@@ -171,22 +171,29 @@ def test_a_model_says_which_map_it_reads_and_older_models_read_the_tophat():
     assert "detail_kind" not in plain and model_input_settings(plain)[1] == ""
 
 
-@pytest.mark.parametrize("shape", [(280, 200), (1, 1), (1, 7), (2, 3), (9, 2), (31, 17)])
+RANK_FILTER_SHAPES = [(280, 200), (1, 1), (1, 7), (2, 3), (9, 2), (31, 17)]  # a scan, and every border case
+
+
+def _random_and_binary(shape, seed):
+    """A noise image and a black-and-white one (isolated specks and thin lines) of this shape."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, shape, dtype=np.uint8), (rng.random(shape) > 0.7).astype(np.uint8) * 255
+
+
+@pytest.mark.parametrize("shape", RANK_FILTER_SHAPES)
 def test_the_fast_median_is_pils_median_filter_pixel_for_pixel(shape):
     # The vectorised median replaced PIL's MedianFilter(3) for speed: the detail map (and so every cache and
     # trained model) must not change by a single grey level, borders included.
-    rng = np.random.default_rng(shape[0] * 100 + shape[1])
-    for gray in (rng.integers(0, 256, shape, dtype=np.uint8), (rng.random(shape) > 0.7).astype(np.uint8) * 255):
+    for gray in _random_and_binary(shape, shape[0] * 100 + shape[1]):
         expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MedianFilter(3)))
         np.testing.assert_array_equal(median3x3(gray), expected)
 
 
-@pytest.mark.parametrize("shape", [(280, 200), (1, 1), (1, 7), (2, 3), (9, 2), (31, 17)])
+@pytest.mark.parametrize("shape", RANK_FILTER_SHAPES)
 def test_the_fast_opening_is_pils_min_then_max_filter_pixel_for_pixel(shape):
     # The crease channel's 3x3 grey opening moved from torch's stride-1 max pools to shifted numpy minima
     # and maxima for speed: the same values as PIL's own rank filters, borders included.
-    rng = np.random.default_rng(shape[0] * 100 + shape[1] + 1)
-    for gray in (rng.integers(0, 256, shape, dtype=np.uint8), (rng.random(shape) > 0.7).astype(np.uint8) * 255):
+    for gray in _random_and_binary(shape, shape[0] * 100 + shape[1] + 1):
         expected = np.asarray(Image.fromarray(gray).filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3)))
         np.testing.assert_array_equal(opening3x3(gray), expected)
 
