@@ -13,7 +13,7 @@ from core.data import load_card_crops, load_card_image, normalize_on_device
 from core.grade_rule import (CENTERING, centering_distribution, criteria_logits, predicted_grades,
                              predicted_subgrades)
 from core.losses import masked_mse
-from core.model import BorderReader, DualBranchGrader, build_model
+from core.model import BorderReader, DualBranchGrader, build_model, lower_median
 from core.records import CRITERIA, CardRecord, Splits, SplitsError, require_centering_labels
 from core.synth.render import render_card
 from core.synth.sampling import draw_target_grade, sample_attributes
@@ -114,6 +114,18 @@ def test_the_reader_learns_border_shares_from_synthetic_scans():
         error = (reader(x[96 * n:], v[96:]) - y[96:]).abs().mean().item()
     guess = (y[96:] - y[:96].mean(0)).abs().mean().item()  # the best a reader blind to the borders does
     assert error < 0.75 * guess, (error, guess)
+
+
+@pytest.mark.parametrize("shape, dim", [((2, 12, 3, 29, 29), -1), ((2, 4, 3, 3, 87), 2), ((2, 3, 64, 24), -2),
+                                        ((5,), 0), ((3, 1), -1), ((4, 6), 0)])
+def test_the_readers_median_is_torchs_lower_median_to_the_bit(shape, dim):
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(shape, generator=g)
+    for x in (noise, (noise * 8).floor() / 8, noise.transpose(0, -1)):  # ties, odd and even counts, strides
+        assert torch.equal(lower_median(x, dim), x.median(dim=dim).values)
+    grad = noise.clone().requires_grad_()  # where a gradient must flow, torch's own (numpy would refuse)
+    lower_median(grad, dim).sum().backward()
+    assert grad.grad.sum() == grad.grad.numel() // shape[dim]
 
 
 def test_phase_2_starts_the_front_reader_from_the_back_one():
