@@ -156,7 +156,7 @@ def lower_median(x: Tensor, dim: int) -> Tensor:
     23 -> 10 ms, a local-preset training step 865 -> 795 ms (benchmarks/bench_step.py), the same values to
     the bit (tests/test_measured_centering.py). Elsewhere, or where a gradient must flow, torch's own.
     Inputs are pixels: no NaN, where the two would differ (numpy sorts NaN last, torch returns it)."""
-    if x.device.type != "cpu" or x.requires_grad:
+    if x.device.type != "cpu" or x.requires_grad or x.dtype == torch.bfloat16:  # numpy has no bf16
         return x.median(dim=dim).values
     k = (x.shape[dim] - 1) // 2
     return torch.from_numpy(np.asarray(np.partition(x.numpy(), k, axis=dim).take(k, axis=dim)))
