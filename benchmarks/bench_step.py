@@ -1,10 +1,13 @@
-"""One training step of the local preset's model, and what its border reader's medians cost in it.
+"""One training step of the local preset's model, and what two of its parts cost in it.
 
 The model presets/local.toml builds (both sides, its crops, detail channels and precision) takes forward,
-loss, backward, clipping and AdamW steps on random inputs of the preset's shapes, alternately with the
-border reader's medians computed by torch.median and by core.model.lower_median (numpy's partition: the
-same values), so that a noisy neighbour hurts both columns alike; and the medians of one side's batch
-alone, each way. Medians over the repeats.
+loss, backward, clipping and AdamW steps on random inputs of the preset's shapes, in three variants
+alternated (rotated each repeat, so that a noisy neighbour hurts them alike), each a change on the one
+before:
+  before        the border reader's medians by torch.median, AdamW's per-parameter loop (the CPU default)
+  lower_median  the medians by core.model.lower_median (numpy's partition: the same values)
+  fused AdamW   AdamW as core.schedulers makes it, one fused kernel over all parameters: the trainer's step
+Also the medians of one side's edge crops alone, each way. Medians over the repeats.
 
 Usage: python benchmarks/bench_step.py [--steps 4] [--repeats 6] [--quick]
 """
@@ -24,13 +27,11 @@ from core.config import load_preset  # noqa: E402
 from core.device import make_compute  # noqa: E402
 from core.losses import grading_loss  # noqa: E402
 from core.model import build_model  # noqa: E402
+from core.schedulers import make_optimizer_and_scheduler  # noqa: E402
 
 
 def torch_median(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.median(dim=dim).values
-
-
-MEDIANS = {"torch.median": torch_median, "lower_median": core.model.lower_median}
 
 
 def step_inputs(cfg, batch: int) -> tuple[dict, dict]:
@@ -70,11 +71,14 @@ def main(argv=None) -> int:
     d = cfg.data
     model = build_model(cfg.model, device, d.crop_size, d.crop_fraction, d.detail, d.edge_crops, d.detail_kind)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    loop_adamw = torch.optim.AdamW(model.parameters(), 1e-4, foreach=False)
+    trainers_adamw, _ = make_optimizer_and_scheduler(model, cfg.training, 1e-4, 100, device)
+    variants = {"before": (torch_median, loop_adamw), "lower_median": (core.model.lower_median, loop_adamw),
+                "fused AdamW": (core.model.lower_median, trainers_adamw)}
     inputs, targets = step_inputs(cfg, batch)
     l = cfg.loss
 
-    def step():
+    def step(optimizer):
         with compute.autocast():
             outputs = model(**inputs)
         loss = grading_loss(outputs, targets, l.alpha_emd, l.beta_edge, l.beta_center, l.beta_criteria)[0]
@@ -83,22 +87,24 @@ def main(argv=None) -> int:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: first-call allocations and kernel selection
-    times: dict[str, list[float]] = {name: [] for name in MEDIANS}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     original = core.model.lower_median
     try:
+        for optimizer in (loop_adamw, trainers_adamw):
+            step(optimizer)  # warm-up: first-call allocations, kernel selection, optimizer state
         for r in range(args.repeats):
-            for name in (list(MEDIANS) if r % 2 == 0 else list(reversed(MEDIANS))):
-                core.model.lower_median = MEDIANS[name]
+            names = list(variants)
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                core.model.lower_median, optimizer = variants[name]
                 start = time.perf_counter()
                 for _ in range(args.steps):
-                    step()
+                    step(optimizer)
                 times[name].append((time.perf_counter() - start) / args.steps)
     finally:
         core.model.lower_median = original
     edges = inputs["back_crops"].float().reshape(batch, -1, 3, d.crop_size, d.crop_size)[:, 4:]
     alone = {}
-    for name, median in MEDIANS.items():
+    for name, median in (("torch.median", torch_median), ("lower_median", core.model.lower_median)):
         start = time.perf_counter()
         for _ in range(max(1, args.steps * 5)):
             median(edges, -1)
@@ -106,12 +112,14 @@ def main(argv=None) -> int:
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute.amp_dtype, "fp32")
     print(f"local preset, batch {batch}, {precision}, {torch.get_num_threads()} threads; "
           f"median of {args.repeats} x {args.steps} steps")
-    print("| border reader medians by | ms per training step | ms for one side's edge-crop medians |")
+    print("| variant | ms per training step | / before |")
     print("|---|---|---|")
-    for name in MEDIANS:
-        print(f"| {name} | {statistics.median(times[name]) * 1e3:.0f} | {alone[name] * 1e3:.1f} |")
-    ratio = statistics.median(times["lower_median"]) / statistics.median(times["torch.median"])
-    print(f"\nstep time lower_median / torch.median: {ratio:.3f}")
+    before = statistics.median(times["before"])
+    for name in variants:
+        ms = statistics.median(times[name])
+        print(f"| {name} | {ms * 1e3:.0f} | {ms / before:.3f} |")
+    print(f"\none side's edge-crop medians: torch.median {alone['torch.median'] * 1e3:.1f} ms, "
+          f"lower_median {alone['lower_median'] * 1e3:.1f} ms")
     return 0
 
 

@@ -68,14 +68,15 @@ def test_prepare_quick_times_each_stage_on_one_thread_and_on_all(tmp_path):
     assert "median3x3" in proc.stdout
 
 
-def test_step_quick_times_a_training_step_with_each_median(tmp_path):
+def test_step_quick_times_a_training_step_in_each_variant(tmp_path):
     proc = _run("bench_step.py", "--quick", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
-    for name in ("torch.median", "lower_median"):
-        step_ms, median_ms = (float(c) for c in rows[name].strip("| ").split("|")[1:])
-        assert step_ms > 0 and median_ms > 0
-    assert "lower_median / torch.median" in proc.stdout
+    for name in ("before", "lower_median", "fused AdamW"):
+        step_ms, ratio = (float(c) for c in rows[name].strip("| ").split("|")[1:])
+        assert step_ms > 0 and ratio > 0
+    assert float(rows["before"].strip("| ").split("|")[2]) == 1.0
+    assert "edge-crop medians: torch.median" in proc.stdout
 
 
 def test_local_preset_bad_override_fails_with_one_line(tmp_path):
