@@ -103,9 +103,9 @@ def make_optimizer_and_scheduler(model: torch.nn.Module, t, lr: float, total_ste
 
     AdamW runs over the model's trainable parameters (requires_grad) at `lr` with t.weight_decay, fused
     (one kernel over all parameters) on CUDA and on the CPU: on the CPU the default per-parameter loop cost
-    about 4% of a local-preset training step (benchmarks/bench_step.py). The schedule is t.scheduler (with t.power, t.lr_end and t.num_cycles when > 0) over
-    `total_steps` optimizer steps; it warms up for `warmup_steps` when given, else for t.warmup_steps,
-    else for t.warmup_ratio of total_steps.
+    about 4% of a local-preset training step (benchmarks/bench_step.py). The schedule is t.scheduler (with
+    t.power, t.lr_end and t.num_cycles when > 0) over `total_steps` optimizer steps; it warms up for
+    `warmup_steps` when given, else for t.warmup_steps, else for t.warmup_ratio of total_steps.
     """
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                   weight_decay=t.weight_decay, fused=device.type in ("cuda", "cpu"))
