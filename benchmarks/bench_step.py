@@ -103,12 +103,12 @@ def main(argv=None) -> int:
     finally:
         core.model.lower_median = original
     edges = inputs["back_crops"].float().reshape(batch, -1, 3, d.crop_size, d.crop_size)[:, 4:]
-    alone = {}
+    alone, calls = {}, args.steps * 5
     for name, median in (("torch.median", torch_median), ("lower_median", core.model.lower_median)):
         start = time.perf_counter()
-        for _ in range(max(1, args.steps * 5)):
+        for _ in range(calls):
             median(edges, -1)
-        alone[name] = (time.perf_counter() - start) / max(1, args.steps * 5)
+        alone[name] = (time.perf_counter() - start) / calls
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute.amp_dtype, "fp32")
     print(f"local preset, batch {batch}, {precision}, {torch.get_num_threads()} threads; "
           f"median of {args.repeats} x {args.steps} steps")
