@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=6, help="timings per column (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="batch of 2, one step, once: proves it runs")
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:
+        ap.error(f"--steps {args.steps} --repeats {args.repeats}: both must be at least 1")
     cfg = load_preset("local")
     batch = 2 if args.quick else cfg.training.batch_size
     if args.quick:
