@@ -14,7 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import criteria_logits, grade_probabilities, median_class, predicted_subgrades
+from core.grade_rule import criteria_logits, expected_class, grade_probabilities, predicted_subgrades
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -56,19 +56,20 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     """Grade preprocessed cards (`preprocess` outputs) in one forward pass; one field dict per card.
 
     The fields are what `python -m core.predict --json` prints and core.serve returns (the response of
-    the Vertex AI prediction contract, README "Serve the grader"): grade (the median of probabilities,
-    core/grade_rule.py), expected_grade, probabilities (10 floats, grades 1..10 in order; with criterion
-    heads pooled with the distribution they imply), edge (edge/corner damage, 0 = pristine), centering (front/back:
-    left-right and top-bottom shares), and for a model with criterion heads subgrades (criterion -> 1..10) and
-    held_back_by (the lowest criteria: the grade is the minimum of the criteria, docs/design.md §2; empty
-    when every criterion is a 10). This is the only place they are computed.
+    the Vertex AI prediction contract, README "Serve the grader"): grade (expected_grade rounded to the
+    nearest grade, core/grade_rule.py), expected_grade (the mean of probabilities), probabilities
+    (10 floats, grades 1..10 in order; with criterion heads pooled with the distribution they imply),
+    edge (edge/corner damage, 0 = pristine), centering (front/back: left-right and top-bottom shares),
+    and for a model with criterion heads subgrades (criterion -> 1..10) and held_back_by (the lowest
+    criteria: the grade is the minimum of the criteria, docs/design.md §2; empty when every criterion is
+    a 10). This is the only place they are computed.
     """
     sides = model_sides(config)
     device = next(model.parameters()).device
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
     sub_logits = criteria_logits(out)  # with measured centering, its row read through PSA's bands
     probs = grade_probabilities(out["logits"], sub_logits).cpu()
-    decided = median_class(probs)
+    decided = expected_class(probs)
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
     grades = torch.arange(1, probs.shape[1] + 1)
     results = []

@@ -1,11 +1,11 @@
-"""The rule from model outputs to a grade (core/grade_rule.py): the median of the grade distribution, pooled
+"""The rule from model outputs to a grade (core/grade_rule.py): the rounded mean of the grade distribution, pooled
 with the distribution the criterion heads imply (the grade is the lowest criterion, docs/design.md §2)."""
 import math
 
 import pytest
 import torch
 
-from core.grade_rule import (CRITERIA_WEIGHT, criteria_implied, grade_probabilities, median_class,
+from core.grade_rule import (CRITERIA_WEIGHT, criteria_implied, expected_class, grade_probabilities,
                              predicted_grades, predicted_subgrades)
 
 
@@ -13,18 +13,23 @@ def _logits(probs: list[float]) -> torch.Tensor:
     return torch.tensor([probs]).log()
 
 
-def test_the_grade_is_the_median_not_the_mode():
-    # Mode at grade 10 (0.4), but 60 % of the mass is at 8 or below: the median is 8.
+def test_the_grade_is_the_nearest_to_the_mean_not_the_median_or_the_mode():
+    # Mode at grade 10 (0.4); the median is 8 (60 % of the mass at 8 or below); the mean is 7 x 0.3 +
+    # 8 x 0.3 + 10 x 0.4 = 8.5, which reads as 9: between the two, where a miss by two costs the most.
     probs = torch.tensor([[0, 0, 0, 0, 0, 0, 0.3, 0.3, 0, 0.4]])
-    assert int(median_class(probs)[0]) + 1 == 8
+    assert int(expected_class(probs)[0]) + 1 == 9
     assert int(probs.argmax()) + 1 == 10
-    # A distribution with one clear class gives that class.
-    assert int(median_class(torch.eye(10)[[3]])[0]) + 1 == 4
+    assert int((probs.cumsum(1) < 0.5).sum()) + 1 == 8
+    # Nearest, not truncated: a mean of 7.6 reads as 8, 7.4 as 7.
+    assert int(expected_class(torch.tensor([[0.0] * 6 + [0.4, 0.6, 0, 0]]))[0]) + 1 == 8
+    assert int(expected_class(torch.tensor([[0.0] * 6 + [0.6, 0.4, 0, 0]]))[0]) + 1 == 7
+    # A distribution with one clear class gives that class; a batch is read row by row.
+    assert (expected_class(torch.eye(10)) == torch.arange(10)).all()
 
 
-def test_the_median_never_runs_past_the_last_grade():
-    short = torch.full((1, 10), 0.04)  # mass that never reaches 1/2 (rounding, at worst): not an 11th class
-    assert int(median_class(short)[0]) == 9
+def test_the_mean_never_runs_past_the_grades():
+    over = torch.full((1, 10), 0.2)  # mass summing past 1 (rounding, at worst): not an 11th class
+    assert int(expected_class(over)[0]) == 9
 
 
 def test_criteria_imply_the_distribution_of_their_minimum():
@@ -42,7 +47,7 @@ def test_criteria_imply_the_distribution_of_their_minimum():
 def test_without_criterion_heads_the_grade_head_alone_decides():
     logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(grade_probabilities(logits), torch.softmax(logits, 1))
-    assert torch.equal(predicted_grades({"logits": logits}), median_class(torch.softmax(logits, 1)))
+    assert torch.equal(predicted_grades({"logits": logits}), expected_class(torch.softmax(logits, 1)))
 
 
 def test_the_pool_is_a_weighted_geometric_mean_of_both_views():
@@ -58,10 +63,10 @@ def test_the_pool_is_a_weighted_geometric_mean_of_both_views():
     assert int(predicted_grades({"logits": head.log(), "criteria": sub.log()})[0]) + 1 == 8
 
 
-def test_subgrades_are_each_criterions_median():
+def test_subgrades_are_each_criterions_rounded_mean():
     sub = torch.zeros(2, 4, 10)
     sub[0, :, 9] = 5.0                                   # confident 10s
-    sub[1, 2] = _logits([0, 0, 0, 0, 0, 0, 0.35, 0.3, 0, 0.35])[0].clamp_min(-30)  # edges: median 8
+    sub[1, 2] = _logits([0, 0, 0, 0, 0.45, 0, 0, 0, 0, 0.55])[0].clamp_min(-30)  # edges: median 10, mean 7.75
     got = predicted_subgrades(sub) + 1
     assert got[0].tolist() == [10, 10, 10, 10]
     assert int(got[1, 2]) == 8 and not math.isnan(float(got.sum()))

@@ -17,10 +17,8 @@ def test_bytes_and_paths_grade_identically(tiny_model_dir, card_scans):
     assert set(from_paths) == {"grade", "expected_grade", "probabilities", "edge", "centering"}
     probs = from_paths["probabilities"]   # grades 1..10 in order, as the serving contract shows them
     assert len(probs) == 10 and sum(probs) == pytest.approx(1.0, abs=1e-3)
-    # The grade is the distribution's median (core/grade_rule.py): the first grade whose cumulative
-    # probability reaches 1/2 (probabilities are rounded to 4 places, hence the slack).
-    grade = from_paths["grade"]
-    assert sum(probs[:grade - 1]) < 0.5 + 1e-3 and sum(probs[:grade]) >= 0.5 - 1e-3
+    # The grade is the expected grade rounded to the nearest grade (core/grade_rule.py).
+    assert from_paths["grade"] == int(from_paths["expected_grade"] + 0.5)
     assert from_paths["expected_grade"] == pytest.approx(sum(g * q for g, q in enumerate(probs, 1)), abs=2e-3)
 
 
