@@ -68,7 +68,9 @@ def test_extends_cycle_is_reported(tmp_path):
 
 def test_early_stopping_mode_must_fit_metric():
     with pytest.raises(ConfigError, match="does not fit metric 'val_loss'"):
-        load_preset("local", ["early_stopping.metric=val_loss"])
+        load_preset("cloud", ["early_stopping.metric=val_loss"])
+    with pytest.raises(ConfigError, match="does not fit metric 'val_qwk'"):
+        load_preset("local", ["early_stopping.metric=val_qwk"])  # the local preset keeps the lowest val loss
 
 
 def test_effective_config_round_trips_through_toml(tmp_path):
