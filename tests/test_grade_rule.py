@@ -14,9 +14,9 @@ def _logits(probs: list[float]) -> torch.Tensor:
 
 
 def test_the_grade_is_the_nearest_to_the_mean_not_the_median_or_the_mode():
-    # Mode at grade 10 (0.4); the median is 8 (60 % of the mass at 8 or below); the mean is 7 x 0.3 +
-    # 8 x 0.3 + 10 x 0.4 = 8.5, which reads as 9: between the two, where a miss by two costs the most.
-    probs = torch.tensor([[0, 0, 0, 0, 0, 0, 0.3, 0.3, 0, 0.4]])
+    # Mode at grade 10 (0.45); the median is 8 (55 % of the mass at 8 or below); the mean is 7 x 0.3 +
+    # 8 x 0.25 + 10 x 0.45 = 8.6, which reads as 9: between the two, where a miss by two costs the most.
+    probs = torch.tensor([[0, 0, 0, 0, 0, 0, 0.3, 0.25, 0, 0.45]])
     assert int(expected_class(probs)[0]) + 1 == 9
     assert int(probs.argmax()) + 1 == 10
     assert int((probs.cumsum(1) < 0.5).sum()) + 1 == 8
@@ -28,7 +28,7 @@ def test_the_grade_is_the_nearest_to_the_mean_not_the_median_or_the_mode():
 
 
 def test_the_mean_never_runs_past_the_grades():
-    over = torch.full((1, 10), 0.2)  # mass summing past 1 (rounding, at worst): not an 11th class
+    over = torch.full((1, 10), 0.3)  # more mass than 1 (a mean of 13.5 grades): never an 11th class
     assert int(expected_class(over)[0]) == 9
 
 
