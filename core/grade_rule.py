@@ -79,12 +79,20 @@ def grade_probabilities(logits: Tensor, criteria_logits: Tensor | None = None) -
     return torch.softmax((1.0 - CRITERIA_WEIGHT) * own + CRITERIA_WEIGHT * implied, dim=-1)
 
 
-def expected_class(probs: Tensor) -> Tensor:
-    """Index of the class nearest the distribution's mean along the last axis (a mean halfway between two
-    classes reads as the higher one): [..., K] probabilities -> [...] indices in 0..K-1."""
+def expected_index(probs: Tensor) -> Tensor:
+    """The distribution's mean class index along the last axis: [..., K] probabilities -> [...] floats."""
     index = torch.arange(probs.shape[-1], device=probs.device, dtype=torch.float32)
-    mean = (probs.float() * index).sum(-1)
-    return torch.floor(mean + 0.5).long().clamp(0, probs.shape[-1] - 1)
+    return (probs.float() * index).sum(-1)
+
+
+def nearest_class(mean_index: Tensor, num_classes: int) -> Tensor:
+    """The class index nearest a mean index (halfway between two reads as the higher one), in 0..K-1."""
+    return torch.floor(mean_index + 0.5).long().clamp(0, num_classes - 1)
+
+
+def expected_class(probs: Tensor) -> Tensor:
+    """Index of the class nearest the distribution's mean along the last axis: [..., K] -> [...]."""
+    return nearest_class(expected_index(probs), probs.shape[-1])
 
 
 def criteria_logits(outputs: dict) -> Tensor | None:

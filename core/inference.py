@@ -14,7 +14,8 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import criteria_logits, expected_class, grade_probabilities, predicted_subgrades
+from core.grade_rule import (criteria_logits, expected_index, grade_probabilities, nearest_class,
+                             predicted_subgrades)
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -69,15 +70,15 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
     sub_logits = criteria_logits(out)  # with measured centering, its row read through PSA's bands
     probs = grade_probabilities(out["logits"], sub_logits).cpu()
-    decided = expected_class(probs)
+    mean = expected_index(probs)  # once, for both fields: the grade is expected_grade rounded
+    decided = nearest_class(mean, probs.shape[1])
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
-    grades = torch.arange(1, probs.shape[1] + 1)
     results = []
     for i in range(len(cards)):
         p, c = probs[i], centering[i].tolist()
         results.append({
             "grade": int(decided[i]) + 1,
-            "expected_grade": float((p * grades).sum()),
+            "expected_grade": float(mean[i]) + 1.0,
             "probabilities": [round(float(q), 4) for q in p],
             "edge": round(float(edge[i]), 4),
             "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
