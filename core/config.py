@@ -119,7 +119,8 @@ class TrainingConfig:
                            min=0.0)
     power: float = _f(1.0, "polynomial schedule power", min=0.0)
     lr_end: float = _f(1e-7, "polynomial schedule final learning rate", min=0.0)
-    use_sampler: bool = _f(True, "imbalanced sampler: draw a grade with P proportional to 1/freq^sampler_power")
+    use_sampler: bool = _f(True, "imbalanced sampler: draw a grade with P proportional to 1/freq^sampler_power "
+                                    "(what it does to the prior is taken back when grades are read)")
     sampler_power: float = _f(0.5, "exponent of the sampler's inverse frequency", min=0.0, max=1.0)
     seed: int = _f(42, "seed of every random generator")
     deterministic: bool = _f(False, "deterministic kernels (bitwise-reproducible on CPU, slower on GPU)")

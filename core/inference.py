@@ -14,7 +14,7 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import (criteria_logits, expected_index, grade_probabilities, nearest_class,
+from core.grade_rule import (criteria_logits, expected_index, grade_logits, grade_probabilities, nearest_class,
                              predicted_subgrades)
 from core.records import CRITERIA
 
@@ -69,7 +69,7 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     device = next(model.parameters()).device
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
     sub_logits = criteria_logits(out)  # with measured centering, its row read through PSA's bands
-    probs = grade_probabilities(out["logits"], sub_logits).cpu()
+    probs = grade_probabilities(grade_logits(out), sub_logits).cpu()
     mean = expected_index(probs)  # once, for both fields: the grade is expected_grade rounded
     decided = nearest_class(mean, probs.shape[1])
     edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()

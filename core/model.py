@@ -258,6 +258,8 @@ class DualBranchGrader(nn.Module):
     With `measure_centering` (needs crops) each side's centering is measured by a BorderReader, and in
     dual mode the outputs carry "centering_measured": True, so the centering sub-grade is read from the
     four shares through PSA's bands (core/grade_rule.py) instead of from the criterion head.
+    Both modes also carry "grade_prior_shift" [num_grades] and "criteria_prior_shift" [4, num_grades]: what
+    the grade rule adds to the logits when it reads them (set_prior_shift), never seen by the loss.
     """
 
     def __init__(self, backbone: str = "mobilenet_v3_small", weights: str = "", lambda_fusion: float = 0.7,
@@ -301,20 +303,38 @@ class DualBranchGrader(nn.Module):
         # Buffers follow .to(device), so forward never copies a mask host-to-device.
         self.register_buffer("_valid_dual", torch.ones(4, dtype=torch.bool), persistent=False)
         self.register_buffer("_valid_back_only", torch.tensor([False, False, True, True]), persistent=False)
+        # Taken back from the logits when they are read, never when they are trained: what the imbalanced
+        # sampler did to the heads' prior (core.sampling.sampler_prior_shift, set by the trainer). They are
+        # saved with the weights, so an export reads its cards as it was validated; zero = no correction.
+        self.register_buffer("grade_prior_shift", torch.zeros(num_grades))
+        self.register_buffer("criteria_prior_shift", torch.zeros(len(CRITERIA), num_grades))
 
     def forward(self, back: Tensor, front: Tensor | None = None, back_crops: Tensor | None = None,
                 front_crops: Tensor | None = None) -> dict[str, Tensor]:
         b = self.back(back, back_crops)
+        shifts = {"grade_prior_shift": self.grade_prior_shift, "criteria_prior_shift": self.criteria_prior_shift}
         if front is None:
             return {**b, "centering": torch.cat([b["centering"], b["centering"]], dim=1),
-                    "center_valid": self._valid_back_only}
+                    "center_valid": self._valid_back_only, **shifts}
         f = self.front(front, front_crops)
         lam = self.lambda_fusion
         out = {key: lam * b[key] + (1.0 - lam) * f[key] for key in ("logits", "edge", "criteria") if key in b}
         if self.measure_centering:
             out["centering_measured"] = True
         return {**out, "centering": torch.cat([f["centering"], b["centering"]], dim=1),
-                "center_valid": self._valid_dual}
+                "center_valid": self._valid_dual, **shifts}
+
+    def set_prior_shift(self, grade: Tensor, criteria: Tensor) -> None:
+        """Set the shifts the grade rule adds to the grade logits [num_grades] and the sub-grade logits
+        [4, num_grades] when it reads them (core.sampling.sampler_prior_shift)."""
+        self.grade_prior_shift.copy_(grade)
+        self.criteria_prior_shift.copy_(criteria)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints and exports made before the prior shift have none: they were read without one.
+        for name in ("grade_prior_shift", "criteria_prior_shift"):
+            state_dict.setdefault(prefix + name, torch.zeros_like(getattr(self, name)))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights come from the state dict). "detail"

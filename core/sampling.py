@@ -32,6 +32,36 @@ def grade_weights(grades: Sequence[int], power: float = 0.5) -> list[float]:
     return [1.0 / counts[g] ** power for g in grades]
 
 
+def sampler_prior_shift(grades: Sequence[int], subgrades: Sequence[Sequence[int | None] | None], power: float,
+                        num_grades: int = 10, num_criteria: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the grade-balanced draw did to the model's prior, to be taken back when its outputs are read:
+    ([num_grades] for the grade head, [num_criteria, num_grades] for the sub-grade heads) of
+    log(share of the label among the training cards / its share among the draws).
+
+    A head trained on draws where rare grades come up more often learns those grades' inflated share as
+    its prior, and reads a card it is unsure of as worse than it is (docs/design.md §11). Adding the log of
+    that ratio to its logits turns p_draws(y | x) back into p_cards(y | x) by Bayes' rule ("logit
+    adjustment", Menon et al. 2021): exact for the grade, which the draw weighs by, and the first-order
+    correction for a sub-grade, whose share among the draws shifts through the grades it goes with.
+    Labels no training card has, and sub-grades no card is labelled with, get 0: nothing to take back.
+    Grades and sub-grades are 1..num_grades.
+    """
+    weights = torch.tensor(grade_weights(grades, power), dtype=torch.float64)
+
+    def shift(labels: Sequence[int | None]) -> torch.Tensor:
+        labelled = torch.tensor([label is not None for label in labels], dtype=torch.bool)
+        if not labelled.any():
+            return torch.zeros(num_grades)
+        index = torch.tensor([label - 1 for label in labels if label is not None])
+        natural = torch.bincount(index, minlength=num_grades).double()
+        drawn = torch.bincount(index, weights=weights[labelled], minlength=num_grades)
+        ratio = (natural / natural.sum()) / (drawn / drawn.sum()).clamp_min(1e-300)
+        return torch.where(natural > 0, ratio.log(), torch.zeros_like(ratio)).float()
+
+    per_criterion = [shift([None if sub is None else sub[c] for sub in subgrades]) for c in range(num_criteria)]
+    return shift(list(grades)), torch.stack(per_criterion)
+
+
 def weighted_indices(weights: Sequence[float], seed: int, epoch: int, rank: int = 0, world_size: int = 1,
                      num_samples: int | None = None, replacement: bool = True) -> list[int]:
     """This rank's `num_samples` (default len(weights) // world_size) of one global weighted draw of

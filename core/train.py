@@ -102,6 +102,10 @@ class Trainer:
         self.eval_loader = EvalLoaders(self.datasets, cfg, self.device, self.denv.rank, self.denv.world_size)
         self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
                                  cfg.data.edge_crops, cfg.data.detail_kind)
+        if t.use_sampler:  # what the grade-balanced draw does to the heads' prior, taken back when read
+            train = self.splits.train
+            self.model.set_prior_shift(*sampling.sampler_prior_shift(
+                [r.grade for r in train], [r.subgrades for r in train], t.sampler_power, self.model.num_grades))
         self.model_signature = {**self.model.config(), "image_size": list(cfg.data.image_size)}
         self.ckpts = checkpoint.RunCheckpoints(self.run_dir.checkpoint_dir, self.model_signature, writer=self.is_main)
         self.tb = open_tensorboard(self.run_dir.tensorboard_dir, self.events) if self.is_main else None

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from core.grade_rule import (CRITERIA_WEIGHT, criteria_implied, expected_class, grade_probabilities,
-                             predicted_grades, predicted_subgrades)
+from core.grade_rule import (CRITERIA_WEIGHT, criteria_implied, criteria_logits, expected_class, grade_logits,
+                             grade_probabilities, predicted_grades, predicted_subgrades)
 
 
 def _logits(probs: list[float]) -> torch.Tensor:
@@ -70,3 +70,41 @@ def test_subgrades_are_each_criterions_rounded_mean():
     got = predicted_subgrades(sub) + 1
     assert got[0].tolist() == [10, 10, 10, 10]
     assert int(got[1, 2]) == 8 and not math.isnan(float(got.sum()))
+
+
+def test_the_samplers_prior_is_taken_back_before_anything_is_read():
+    # The head says 9 or 10 alike; the draw had made 9s four times as common, relative to 10s, as they are
+    # among the cards (shift log 0.25 on the 9), so read with the shift the 10 is four times as likely.
+    # Without a shift the logits are read as they are.
+    head = _logits([1e-9] * 8 + [0.5, 0.5])
+    shift = torch.zeros(10)
+    shift[8] = math.log(0.25)
+    plain = {"logits": head}
+    shifted = {"logits": head, "grade_prior_shift": shift}
+    assert torch.equal(grade_logits(plain), head)
+    assert torch.allclose(grade_logits(shifted), head + shift)
+    probs = grade_probabilities(grade_logits(shifted))
+    assert probs[0, 8].item() == pytest.approx(0.2, abs=1e-6) and probs[0, 9].item() == pytest.approx(0.8, abs=1e-6)
+    # Sub-grades: edges 8 or 9 alike reads 9 (8.5 half up); the draw made 9s as common as 8s where the cards
+    # hold four 8s to each 9, so the edges read 8 (mean 8.2) and the grade, held by edges, with them.
+    sub = torch.full((1, 4, 10), 1e-9)
+    sub[:, :, 9] = 1.0
+    sub[0, 2, 9], sub[0, 2, 7], sub[0, 2, 8] = 1e-9, 0.5, 0.5
+    crit_shift = torch.zeros(4, 10)
+    crit_shift[2, 8] = math.log(0.25)
+    outputs = {"logits": _logits([1e-9] * 7 + [1 / 3] * 3), "criteria": sub.log()}
+    assert int(predicted_subgrades(criteria_logits(outputs))[0, 2]) + 1 == 9
+    assert int(predicted_grades(outputs)[0]) + 1 == 9
+    outputs["criteria_prior_shift"] = crit_shift
+    assert int(predicted_subgrades(criteria_logits(outputs))[0, 2]) + 1 == 8
+    assert int(predicted_grades(outputs)[0]) + 1 == 8
+
+
+def test_a_measured_centering_row_takes_no_prior_shift():
+    # The measured row comes from the border shares through PSA's bands, not from a head trained on draws.
+    sub = torch.zeros(1, 4, 10)
+    shares = torch.tensor([[0.5, 0.5, 0.5, 0.5]])   # perfectly centred: a 10 by the bands
+    shift = torch.full((4, 10), 0.0)
+    shift[0, 9] = -40.0                              # would rule out a centering 10 if it were applied
+    outputs = {"criteria": sub, "centering": shares, "centering_measured": True, "criteria_prior_shift": shift}
+    assert int(predicted_subgrades(criteria_logits(outputs))[0, 0]) + 1 == 10

@@ -216,3 +216,22 @@ def test_back_only_training_step_leaves_front_branch_without_gradient():
     loss.backward()
     assert all(p.grad is None for p in model.front.parameters())
     assert model.back.center_head.weight.grad is not None
+
+
+def test_prior_shift_travels_in_the_outputs_and_the_state_dict_and_old_state_dicts_load_without_one():
+    model = _model(criteria=True)
+    grade, criteria = torch.linspace(-1, 1, 10), torch.linspace(-2, 2, 40).view(4, 10)
+    model.set_prior_shift(grade, criteria)
+    back, front = _images()
+    with torch.no_grad():
+        for out in (model(back, front), model(back)):       # both modes: phase 1 validation reads it too
+            assert torch.equal(out["grade_prior_shift"], grade)
+            assert torch.equal(out["criteria_prior_shift"], criteria)
+    state = model.state_dict()
+    fresh = _model(seed=1, criteria=True)
+    fresh.load_state_dict(state)                            # strict: the shifts are part of the weights
+    assert torch.equal(fresh.grade_prior_shift, grade) and torch.equal(fresh.criteria_prior_shift, criteria)
+    old = {k: v for k, v in state.items() if "prior_shift" not in k}   # saved before the shift existed
+    fresh.load_state_dict(old)
+    assert not fresh.grade_prior_shift.any() and not fresh.criteria_prior_shift.any()
+    assert "grade_prior_shift" in state and len(old) == len(state) - 2

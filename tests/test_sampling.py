@@ -1,11 +1,13 @@
 """core.sampling: each rank's epoch order as a pure function of (seed, epoch, rank)."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
+import torch
 
-from core.sampling import grade_weights, shard_indices, shuffled_indices, weighted_indices
+from core.sampling import grade_weights, sampler_prior_shift, shard_indices, shuffled_indices, weighted_indices
 
 SKEWED = [1] * 10 + [5] * 40 + [10] * 250
 
@@ -76,3 +78,38 @@ def test_eval_indices_are_the_shard_or_a_fixed_prefix_of_a_shuffle():
     assert prefix == [shuffled_indices(40, 3, 0, r, 2)[:6] for r in range(2)]
     assert prefix == [eval_indices(40, 3, r, 2, limit=6) for r in range(2)]   # the same batches every epoch
     assert not set(prefix[0]) & set(prefix[1])                                # ranks recompute on their own cards
+
+
+def test_prior_shift_is_the_log_of_each_labels_share_among_the_cards_over_its_share_among_the_draws():
+    counts = Counter(SKEWED)                     # grades 1, 5, 10: 10, 40 and 250 cards
+    grade, criteria = sampler_prior_shift(SKEWED, [None] * len(SKEWED), 0.5)
+    drawn = {g: n ** 0.5 / sum(m ** 0.5 for m in counts.values()) for g, n in counts.items()}
+    for g, n in counts.items():
+        assert grade[g - 1].item() == pytest.approx(math.log((n / 300) / drawn[g]), rel=1e-5)
+    assert grade[0] < 0 < grade[9]               # the draw inflates the rare 1s and deflates the common 10s
+    assert grade[[1, 2, 3, 5, 6, 7, 8]].abs().sum() == 0   # grades no card has: nothing to take back
+    assert torch.equal(criteria, torch.zeros(4, 10))       # no card has sub-grades
+
+
+def test_prior_shift_turns_the_draws_prior_back_into_the_cards_prior():
+    # A head that learned nothing but the draw's prior outputs log(share among the draws); shifted, it reads
+    # each grade with its share among the cards, which is what an uninformed reader should say.
+    grade, _ = sampler_prior_shift(SKEWED, [None] * len(SKEWED), 0.5)
+    drawn = torch.zeros(10)
+    for i in weighted_indices(grade_weights(SKEWED), 0, 0, num_samples=200_000):
+        drawn[SKEWED[i] - 1] += 1
+    read = torch.softmax(drawn.clamp_min(1e-9).log() + grade, 0)
+    assert read[[0, 4, 9]].tolist() == pytest.approx([10 / 300, 40 / 300, 250 / 300], abs=0.004)
+
+
+def test_sub_grade_shifts_count_only_labelled_cards_and_follow_the_grade_weights():
+    grades = [2] * 10 + [10] * 90
+    # Corners: a 2 wherever the grade is 2, else a 10; centering unlabelled on the 2s; edges never labelled.
+    subs = [(None, 2, None, 10)] * 10 + [(9, 10, None, 10)] * 90
+    grade, criteria = sampler_prior_shift(grades, subs, 1.0)   # power 1: both grades drawn alike
+    assert torch.allclose(criteria[1], grade)                  # corners move exactly as the grade does
+    assert criteria[1][1].item() == pytest.approx(math.log(0.1 / 0.5), rel=1e-5)
+    assert torch.equal(criteria[0], torch.zeros(10))           # centering: only 9s labelled, drawn as often as kept
+    assert torch.equal(criteria[2], torch.zeros(10))           # edges: no labels, no shift
+    assert torch.equal(criteria[3], torch.zeros(10))           # surface: every card a 10
+    assert torch.equal(sampler_prior_shift(grades, subs, 0.0)[0], torch.zeros(10))  # power 0: a plain shuffle

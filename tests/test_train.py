@@ -13,6 +13,7 @@ from core.early_stopping import EarlyStopping
 from core.export import CONFIG_FILE, WEIGHTS_FILE, load_exported
 from core.evaluate import predict_records
 from core.records import load_splits
+from core.sampling import sampler_prior_shift
 from core.train import main
 from core.train_args import build_parser, config_from_args
 
@@ -108,6 +109,19 @@ def test_export_reload_gives_identical_predictions(smoke_run, smoke_splits):
     assert (predict_records(model2, records, config["image_size"], config["sides"]) == first).all()
     report = json.loads((out / "report.json").read_text())
     assert abs(report["accuracy"] - float((first == [r.grade for r in records]).mean())) < 1e-9
+
+
+def test_the_exported_model_takes_back_the_samplers_prior_of_its_own_training_cards(smoke_run, smoke_splits):
+    # The smoke preset trains with the grade-balanced sampler (power 0.5, from the local preset): the model
+    # it exports carries what that draw did to the prior of its training cards, so core.predict and
+    # core.serve read cards as validation did (core/grade_rule.py).
+    out, _ = smoke_run
+    model, _ = load_exported(str(out / "model"))
+    train = load_splits(str(smoke_splits)).train
+    grade, criteria = sampler_prior_shift([r.grade for r in train], [r.subgrades for r in train], 0.5)
+    assert grade.abs().sum() > 0 and criteria.abs().sum() > 0
+    assert torch.equal(model.grade_prior_shift, grade)
+    assert torch.equal(model.criteria_prior_shift, criteria)
 
 
 def test_early_stopping_stops_the_phase_and_restores_its_best_weights(tmp_path, smoke_splits, capsys):
