@@ -380,17 +380,17 @@ def target_samples_per_s(st: StepTime, cfg: Config, catalog: Catalog) -> float:
 # Storage
 
 
-# Numbers in the grader's state dict (weights and BatchNorm statistics, both branches and heads) per
-# backbone, as counted on torch's meta device. Kept as a table so the first estimate (the TUI's first
+# Numbers in the grader's state dict (weights, BatchNorm statistics and the sampler's prior shifts, both
+# branches and heads) per backbone, as counted on torch's meta device. Kept as a table so the first estimate (the TUI's first
 # screen) does not import torch; tests/test_catalog_estimate.py recounts every entry with torch.
 STATE_DICT_NUMBERS = {
-    "resnet18": 22_385_602,
-    "resnet34": 42_616_802,
-    "resnet50": 47_175_684,
-    "efficientnet_b0": 8_132_532,
-    "mobilenet_v3_small": 3_086_654,
-    "mobilenet_v3_large": 8_486_262,
-    "convnext_tiny": 55_660_250,
+    "resnet18": 22_385_652,
+    "resnet34": 42_616_852,
+    "resnet50": 47_175_734,
+    "efficientnet_b0": 8_132_582,
+    "mobilenet_v3_small": 3_086_704,
+    "mobilenet_v3_large": 8_486_312,
+    "convnext_tiny": 55_660_300,
 }
 
 
