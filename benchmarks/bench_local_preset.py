@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--other-seed", type=int, default=7, help="seed of the unseen synthetic set (default %(default)s)")
     # 2000, not a few hundred: on 480 random cards this model's QWK has a standard deviation of about 0.02 from
-    # the draw alone (0.008 on 1920), as large as the 0.03 gap the issue asks to stay under (README, issue 14).
+    # the draw alone (0.008 on 1920), as large as the 0.03 gap the issue asks to stay under (docs/results.md, issue 14).
     p.add_argument("--other-n", type=int, default=2000, help="cards in it (default %(default)s: 1920 scored)")
     p.add_argument("--ablation", action="store_true", help="run the preset and one variant per part")
     return p.parse_args(argv)
