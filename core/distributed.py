@@ -3,16 +3,14 @@
 Rank, world size and master address come from Vertex AI's CLUSTER_SPEC (docs/design.md §5), else from
 torchrun's RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT, else a single process. Every helper is
 a no-op (or the identity) when no process group is initialised, so single-process code calls them
-unconditionally. The samplers live here because their one job is splitting work across ranks.
+unconditionally.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -234,104 +232,3 @@ def any_rank_true(flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_DEVICE)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
-
-
-# ---------------------------------------------------------------- samplers
-
-def sampler_weights(grades: Sequence[int], power: float = 0.5) -> list[float]:
-    """Per-record weight 1/freq(grade)^power: a record of a rare grade is drawn more often, so with
-    power 0.5 each grade's share of draws is proportional to sqrt(its count)."""
-    counts = Counter(grades)
-    return [1.0 / counts[g] ** power for g in grades]
-
-
-class _Resumable:
-    """Epoch seeding, skip() and state shared by both samplers.
-
-    skip(n) makes the next iteration start at position n of this rank's order for the current epoch
-    (after a resume mid-epoch); later epochs start at 0. Subclasses define __len__ (samples per epoch
-    on this rank). len() stays the full epoch so schedules that
-    count steps per epoch do not change on resume.
-    """
-
-    def __init__(self, rank: int, world_size: int, seed: int) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise DistributedConfigError(f"rank {rank} / world_size {world_size}: expected 0 <= rank < world_size")
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch = 0
-        self._start = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def skip(self, n: int) -> None:
-        if not 0 <= n <= len(self):
-            raise DistributedConfigError(f"skip({n}): expected 0..{len(self)} (samples per epoch on this rank)")
-        self._start = n
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + self.epoch)
-
-    def _emit(self, order: torch.Tensor) -> Iterator[int]:
-        start, self._start = self._start, 0
-        return iter(order[start:].tolist())
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
-
-
-class DistributedWeightedSampler(_Resumable, torch.utils.data.Sampler[int]):
-    """Each rank's disjoint share of one global weighted draw.
-
-    Every rank draws the same num_samples * world_size indices (torch.multinomial, generator seeded
-    with seed + epoch) and keeps positions rank, rank + world_size, ...; so the ranks together see
-    exactly one weighted draw, and world_size 1 is the plain imbalanced sampler.
-    """
-
-    def __init__(self, weights: Sequence[float], num_samples: int, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, replacement: bool = True) -> None:
-        super().__init__(rank, world_size, seed)
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        if self.weights.ndim != 1 or len(self.weights) == 0:
-            raise DistributedConfigError("weights: expected a non-empty list of numbers")
-        if not torch.isfinite(self.weights).all() or (self.weights < 0).any() or self.weights.sum() <= 0:
-            raise DistributedConfigError("weights: expected finite, non-negative numbers with a positive sum")
-        if num_samples < 1:
-            raise DistributedConfigError(f"num_samples {num_samples}: expected at least 1")
-        total = num_samples * world_size
-        if not replacement and total > int((self.weights > 0).sum()):
-            raise DistributedConfigError(f"num_samples {num_samples} x world_size {world_size} exceeds the "
-                             f"{int((self.weights > 0).sum())} records with weight > 0 (replacement=False)")
-        self.num_samples, self.replacement = num_samples, replacement
-
-    def __iter__(self) -> Iterator[int]:
-        draw = torch.multinomial(self.weights, self.num_samples * self.world_size, self.replacement,
-                                 generator=self._generator())
-        return self._emit(draw[self.rank::self.world_size])
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class DistributedShardSampler(_Resumable, torch.utils.data.Sampler[int]):
-    """Plain iteration over num_items (shuffled with seed + epoch, or in order), rank takes positions
-    rank, rank + world_size, ... No padding: ranks may get one item fewer and the last batch may be
-    smaller, so nothing is counted twice when metrics are reduced by summing confusion matrices."""
-
-    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1, shuffle: bool = False,
-                 seed: int = 0) -> None:
-        super().__init__(rank, world_size, seed)
-        if num_items < 0:
-            raise DistributedConfigError(f"num_items {num_items}: expected >= 0")
-        self.num_items, self.shuffle = num_items, shuffle
-
-    def __iter__(self) -> Iterator[int]:
-        order = (torch.randperm(self.num_items, generator=self._generator()) if self.shuffle
-                 else torch.arange(self.num_items))
-        return self._emit(order[self.rank::self.world_size])
-
-    def __len__(self) -> int:
-        return max(0, math.ceil((self.num_items - self.rank) / self.world_size))
