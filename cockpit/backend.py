@@ -17,7 +17,7 @@ from core.events import INTEGER_FIELDS
 
 
 class JobState(StrEnum):
-    """Vertex AI's job states (DESIGN.md §5); local runs use the same names. A StrEnum: a member equals
+    """Vertex AI's job states (docs/design.md §5); local runs use the same names. A StrEnum: a member equals
     its API name, so states read back from run.json or the API compare without conversion."""
 
     QUEUED = "JOB_STATE_QUEUED"
@@ -93,7 +93,7 @@ def _whole(value: Any) -> Any:
 
 def metric_payload(obj: dict[str, Any]) -> dict[str, Any]:
     """A metric line's object with its integer fields as ints. Cloud Logging hands jsonPayload back as a
-    protobuf Struct, where every number is a double (DESIGN.md §4, §6): without this a followed Vertex job
+    protobuf Struct, where every number is a double (docs/design.md §4, §6): without this a followed Vertex job
     shows "phase 2.0 epoch 4.0/10.0". Done once here, where lines are parsed, so every face shows ints."""
     if not INTEGER_FIELDS.intersection(obj):
         return obj

@@ -216,7 +216,7 @@ def test_job_filter_adds_task_and_since():
         'resource.labels.task_name="workerpool0-0" AND timestamp>="2025-01-02T03:04:05.600000Z"')
 
 
-# The metric line of DESIGN.md §4 as the trainer prints it; Cloud Logging stores it as a jsonPayload
+# The metric line of docs/design.md §4 as the trainer prints it; Cloud Logging stores it as a jsonPayload
 # Struct, where every number is a double.
 EPOCH_LINE = {"severity": "INFO", "message": "epoch 4 phase 2 val_qwk 0.8700", "event": "epoch", "phase": 2,
               "epoch": 4, "epochs": 10, "step": 1200, "train_loss": 0.41, "val_loss": 0.52, "val_qwk": 0.87,
