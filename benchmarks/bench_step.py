@@ -1,4 +1,4 @@
-"""One training step of the local preset's model, and what two of its parts cost in it.
+"""One training step of the local preset's model, and what three of its parts cost in it.
 
 The model presets/local.toml builds (both sides, its crops, detail channels and precision) takes forward,
 loss, backward, clipping and AdamW steps on random inputs of the preset's shapes, in three variants
@@ -6,7 +6,9 @@ alternated (rotated each repeat, so that a noisy neighbour hurts them alike), ea
 before:
   before        the border reader's medians by torch.median, AdamW's per-parameter loop (the CPU default)
   lower_median  the medians by core.model.lower_median (numpy's partition: the same values)
-  fused AdamW   AdamW as core.schedulers makes it, one fused kernel over all parameters: the trainer's step
+  fused AdamW   AdamW as core.schedulers makes it, one fused kernel over all parameters
+  sides at once the back's and the front's networks at the same time, each on half the threads
+                (core/concurrent_sides.py, model.concurrent_sides): the trainer's step on a CPU with 2+ threads
 Also the medians of one side's edge crops alone, each way. Medians over the repeats.
 
 Usage: python benchmarks/bench_step.py [--steps 4] [--repeats 6] [--quick]
@@ -26,6 +28,7 @@ import core.model  # noqa: E402
 from core.config import load_preset  # noqa: E402
 from core.device import make_compute  # noqa: E402
 from core.losses import grading_loss  # noqa: E402
+from core.concurrent_sides import SideThreads  # noqa: E402
 from core.model import build_model  # noqa: E402
 from core.schedulers import make_optimizer_and_scheduler  # noqa: E402
 
@@ -75,8 +78,11 @@ def main(argv=None) -> int:
     model.train()
     loop_adamw = torch.optim.AdamW(model.parameters(), 1e-4, foreach=False)
     trainers_adamw, _ = make_optimizer_and_scheduler(model, cfg.training, 1e-4, 100, device)
-    variants = {"before": (torch_median, loop_adamw), "lower_median": (core.model.lower_median, loop_adamw),
-                "fused AdamW": (core.model.lower_median, trainers_adamw)}
+    sides = SideThreads(torch.get_num_threads()) if torch.get_num_threads() >= 2 else None
+    variants = {"before": (torch_median, loop_adamw, None), "lower_median": (core.model.lower_median, loop_adamw, None),
+                "fused AdamW": (core.model.lower_median, trainers_adamw, None)}
+    if sides is not None:  # one thread has nothing to split
+        variants["sides at once"] = (core.model.lower_median, trainers_adamw, sides)
     inputs, targets = step_inputs(cfg, batch)
     l = cfg.loss
 
@@ -92,18 +98,20 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {name: [] for name in variants}
     original = core.model.lower_median
     try:
-        for optimizer in (loop_adamw, trainers_adamw):
+        for _, optimizer, model.side_threads in variants.values():
             step(optimizer)  # warm-up: first-call allocations, kernel selection, optimizer state
         for r in range(args.repeats):
             names = list(variants)
             for name in names[r % len(names):] + names[:r % len(names)]:
-                core.model.lower_median, optimizer = variants[name]
+                core.model.lower_median, optimizer, model.side_threads = variants[name]
                 start = time.perf_counter()
                 for _ in range(args.steps):
                     step(optimizer)
                 times[name].append((time.perf_counter() - start) / args.steps)
     finally:
-        core.model.lower_median = original
+        core.model.lower_median, model.side_threads = original, None
+        if sides is not None:
+            sides.close()
     edges = inputs["back_crops"].float().reshape(batch, -1, 3, d.crop_size, d.crop_size)[:, 4:]
     alone, calls = {}, args.steps * 5
     for name, median in (("torch.median", torch_median), ("lower_median", core.model.lower_median)):

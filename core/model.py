@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from core.concurrent_sides import SideThreads, both_sides
 from core.config import DETAIL_KINDS, LEGACY_DETAIL_KIND, ConfigError
 from core.detail_map import detail_channels
 from core.records import CRITERIA
@@ -228,9 +229,18 @@ class Branch(nn.Module):
         self.criteria_head = nn.Linear(dim, len(CRITERIA) * num_grades) if criteria else None
 
     def forward(self, x: Tensor, crops: Tensor | None = None) -> dict[str, Tensor]:
+        return self.heads(self.features(x, crops), x, crops)
+
+    def features(self, x: Tensor, crops: Tensor | None = None) -> Tensor:
+        """The networks: the backbone's pooled features of the view, then the crop encoder's. No random
+        numbers are drawn here, so core.concurrent_sides may run one side's on another thread."""
         feats = torch.flatten(self.backbone(x), 1)
         if self.crop_encoder is not None:
             feats = torch.cat([feats, self.crop_encoder(crops)], dim=1)
+        return feats
+
+    def heads(self, feats: Tensor, x: Tensor, crops: Tensor | None = None) -> dict[str, Tensor]:
+        """Dropout (the global RNG) and the heads on `features`; the border reader measures x and crops."""
         feats = self.dropout(feats)
         out = {"logits": self.grade_head(feats),
                "edge": torch.sigmoid(self.edge_head(feats)).squeeze(1),
@@ -308,15 +318,23 @@ class DualBranchGrader(nn.Module):
         # saved with the weights, so an export reads its cards as it was validated; zero = no correction.
         self.register_buffer("grade_prior_shift", torch.zeros(num_grades))
         self.register_buffer("criteria_prior_shift", torch.zeros(len(CRITERIA), num_grades))
+        # Set by the trainer on a CPU (core.concurrent_sides): both sides' networks at once. Not a weight and
+        # not part of config(): an export reads its cards one side after the other.
+        self.side_threads: SideThreads | None = None
 
     def forward(self, back: Tensor, front: Tensor | None = None, back_crops: Tensor | None = None,
                 front_crops: Tensor | None = None) -> dict[str, Tensor]:
-        b = self.back(back, back_crops)
         shifts = {"grade_prior_shift": self.grade_prior_shift, "criteria_prior_shift": self.criteria_prior_shift}
         if front is None:
+            b = self.back(back, back_crops)
             return {**b, "centering": torch.cat([b["centering"], b["centering"]], dim=1),
                     "center_valid": self._valid_back_only, **shifts}
-        f = self.front(front, front_crops)
+        if self.side_threads is None:
+            b, f = self.back(back, back_crops), self.front(front, front_crops)
+        else:  # the two sides' networks at once; dropout and heads after, back first, as above
+            fb, ff = both_sides(self.side_threads, lambda: self.back.features(back, back_crops),
+                                lambda: self.front.features(front, front_crops))
+            b, f = self.back.heads(fb, back, back_crops), self.front.heads(ff, front, front_crops)
         lam = self.lambda_fusion
         out = {key: lam * b[key] + (1.0 - lam) * f[key] for key in ("logits", "edge", "criteria") if key in b}
         if self.measure_centering:

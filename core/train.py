@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from core import checkpoint, distributed, latency, sampling, storage
 from core.augment import AugmentSeed
 from core.checkpoint import CheckpointError, Position
+from core.concurrent_sides import side_threads_for
 from core.config import Config, ConfigError, config_to_toml
 from core.data import EvalLoaders, ImageError, model_inputs, prepare_datasets, train_loader
 from core.device import make_compute, pick_device, seed_everything
@@ -85,6 +86,7 @@ class Trainer:
         self.resume_state: dict | None = None   # the checkpoint being resumed, until its phase loads it
         self.last_save_s = 0.0
         self.tb = None  # TensorBoard writer, set in setup(); run()'s cleanup reads it even if setup fails
+        self.side_threads = None  # the model's second thread (core/concurrent_sides.py), likewise
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -102,6 +104,10 @@ class Trainer:
         self.eval_loader = EvalLoaders(self.datasets, cfg, self.device, self.denv.rank, self.denv.world_size)
         self.model = build_model(cfg.model, self.device, cfg.data.crop_size, cfg.data.crop_fraction, cfg.data.detail,
                                  cfg.data.edge_crops, cfg.data.detail_kind)
+        # On a CPU, the front's and the back's networks at once, each on half the threads (core/concurrent_sides.py)
+        self.side_threads = side_threads_for(cfg.model.concurrent_sides, self.device, self.denv.world_size,
+                                             cfg.model.compile)
+        self.model.side_threads = self.side_threads
         if t.use_sampler:  # what the grade-balanced draw does to the heads' prior, taken back when read
             train = self.splits.train
             self.model.set_prior_shift(*sampling.sampler_prior_shift(
@@ -136,6 +142,8 @@ class Trainer:
             self.preemption.uninstall()
             if self.tb:
                 self.tb.close()
+            if self.side_threads:
+                self.side_threads.close()
             self.events.close()
             distributed.cleanup()
 

@@ -1,0 +1,117 @@
+"""A card's two sides through their networks at the same time, each on half the CPU threads.
+
+Why: on the CPU a phase-2 step runs the back's backbone and crop encoder, then the front's, every op
+split over the cores by OpenMP, and the small convolutions of a 72x96 view and 48x48 crops split poorly
+(the local preset's step: about 750 ms on one thread, 450 ms on two, on a 2-core EPYC). The two sides share
+no weights, so each can run whole on its own thread with half the cores: about 12% less time per phase-2
+step there (benchmarks/bench_step.py prints both, alternated). The maths is the same op for op; only the
+order in which an op sums over threads differs, so numbers match the serial path to float rounding and
+repeat exactly from run to run (and across a resume) under the same thread count.
+
+How: `SideThreads.both(back_fn, front_fn)` runs the front's function on one worker thread and the back's
+on the caller's, each with its share of the OpenMP threads (a per-thread setting), and hands the worker the
+caller's grad mode and autocast state (both are per-thread too). Under autograd, `both_sides` wraps that
+in one Function holding both graphs, whose backward runs the two sides' backward the same way; the loop's
+`loss.backward()` does not change. Only the networks run there: dropout and the heads (which draw from
+the global RNG, or are small) stay on the caller's thread in the serial order, so a seeded run draws the
+same random numbers either way (core.model.Branch.features / heads).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+class SideThreads:
+    """One worker thread for the front side; the caller's thread does the back. `threads` is the OpenMP
+    thread count of the whole process (torch.get_num_threads()), split between the two."""
+
+    def __init__(self, threads: int):
+        if threads < 2:
+            raise ValueError(f"SideThreads needs 2 or more threads to split, got {threads}")
+        self.threads, self.worker_threads = threads, threads // 2
+        self.caller_threads = threads - self.worker_threads
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psa-front-side",
+                                        initializer=torch.set_num_threads, initargs=(self.worker_threads,))
+
+    def both(self, back_fn: Callable[[], object], front_fn: Callable[[], object]) -> tuple:
+        """(back_fn(), front_fn()), run at the same time; an exception from either is raised here."""
+        state = _ThreadState.of_caller()
+        front = self._pool.submit(state.run, front_fn)
+        torch.set_num_threads(self.caller_threads)
+        try:
+            back = back_fn()
+        finally:
+            torch.set_num_threads(self.threads)
+            done = front.exception()  # wait for the worker either way: it must not outlive this step
+        if done is not None:
+            raise done
+        return back, front.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class _ThreadState:
+    """The per-thread settings a side's networks run under: grad mode and CPU autocast."""
+
+    def __init__(self, grad: bool, autocast: bool, dtype: torch.dtype):
+        self.grad, self.autocast, self.dtype = grad, autocast, dtype
+
+    @classmethod
+    def of_caller(cls) -> "_ThreadState":
+        return cls(torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+
+    def run(self, fn: Callable[[], object]) -> object:
+        with torch.set_grad_enabled(self.grad), torch.autocast("cpu", dtype=self.dtype, enabled=self.autocast):
+            return fn()
+
+
+class _BothSides(torch.autograd.Function):
+    """Forward: both sides' features at once, each keeping its own graph. Backward: both graphs at once.
+    `anchor` is an empty tensor that requires grad: a Function whose inputs need no gradient (images do
+    not) is never called backward, and the weights it should reach are not its inputs."""
+
+    @staticmethod
+    def forward(ctx, threads: SideThreads, back_fn, front_fn, anchor: Tensor):
+        with torch.enable_grad():  # autograd turns it off inside a Function's forward; the graphs need it
+            back, front = threads.both(back_fn, front_fn)
+        ctx.threads, ctx.graphs = threads, (back, front)
+        return back.detach(), front.detach()
+
+    @staticmethod
+    def backward(ctx, grad_back: Tensor, grad_front: Tensor):
+        (back, front), threads = ctx.graphs, ctx.threads
+        ctx.graphs = None  # the graphs are freed as their backward runs; drop the references too
+        threads.both(lambda: _backward(back, grad_back), lambda: _backward(front, grad_front))
+        return None, None, None, None
+
+
+def _backward(output: Tensor, grad: Tensor | None) -> None:
+    if grad is not None:  # None: that side's features reached no loss term
+        torch.autograd.backward(output, grad)
+
+
+_ANCHOR = torch.empty(0, requires_grad=True)
+
+
+def both_sides(threads: SideThreads, back_fn: Callable[[], Tensor],
+               front_fn: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """(back_fn(), front_fn()) computed at the same time, gradients included when grad mode is on."""
+    if not torch.is_grad_enabled():
+        return threads.both(back_fn, front_fn)
+    return _BothSides.apply(threads, back_fn, front_fn, _ANCHOR)
+
+
+def side_threads_for(enabled: bool, device: torch.device, world_size: int, compiled: bool) -> SideThreads | None:
+    """The trainer's SideThreads, or None where running the sides at once does not apply: not asked for
+    (model.concurrent_sides), not a CPU (a GPU queues both sides' kernels without waiting on either),
+    several processes (DDP reduces gradients as backward produces them, in one order), torch.compile (one
+    graph for the whole model) or a single thread to split."""
+    threads = torch.get_num_threads()
+    if not enabled or device.type != "cpu" or world_size > 1 or compiled or threads < 2:
+        return None
+    return SideThreads(threads)
