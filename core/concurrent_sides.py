@@ -35,7 +35,7 @@ class SideThreads:
         self.threads, self.worker_threads = threads, threads // 2
         self.caller_threads = threads - self.worker_threads
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psa-front-side",
-                                        initializer=torch.set_num_threads, initargs=(self.worker_threads,))
+                                        initializer=_set_own_threads, initargs=(self.worker_threads,))
 
     def both(self, back_fn: Callable[[], object], front_fn: Callable[[], object]) -> tuple:
         """(back_fn(), front_fn()), run at the same time; an exception from either is raised here."""
@@ -53,6 +53,14 @@ class SideThreads:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _set_own_threads(n: int) -> None:
+    """This thread's OpenMP thread count, for good. torch sets a thread's count from the process-wide one
+    the first time the thread asks for it (a per-thread lazy start); asking first makes sure that start has
+    happened, so it cannot later undo `n` with whatever count the caller's thread holds at that moment."""
+    torch.get_num_threads()
+    torch.set_num_threads(n)
 
 
 class _ThreadState:

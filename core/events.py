@@ -26,11 +26,13 @@ INTEGER_FIELDS = frozenset({
 
 
 def start_fields(cfg, device, precision: str, world_size: int, splits, checkpoint_dir: str,
-                 model_dir: str) -> dict:
-    """The "start" line's fields: where and how the run trains, its split sizes, epochs and batch,
-    its output dirs and the whole effective config (`cfg`, a core.config.Config)."""
+                 model_dir: str, concurrent_sides: bool = False) -> dict:
+    """The "start" line's fields: where and how the run trains (concurrent_sides: both sides' networks at
+    once, core/concurrent_sides.py), its split sizes, epochs and batch, its output dirs and the whole
+    effective config (`cfg`, a core.config.Config)."""
     t = cfg.training
     return dict(preset=cfg.source, device=str(device), precision=precision, world_size=world_size,
+                concurrent_sides=concurrent_sides,
                 backbone=cfg.model.backbone, image_size=list(cfg.data.image_size), train=len(splits.train),
                 val=len(splits.val), test=len(splits.test), phase1_epochs=t.phase1_epochs,
                 phase2_epochs=t.phase2_epochs, batch_size=t.batch_size, grad_accum_steps=t.grad_accum_steps,

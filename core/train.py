@@ -118,7 +118,7 @@ class Trainer:
         self.events.emit("start", f"training {cfg.model.backbone} on {len(self.splits.train)} cards "
                                   f"({self.device.type}, {self.compute.precision}, world size {self.denv.world_size})",
                          **start_fields(cfg, self.device, self.compute.precision, self.denv.world_size, self.splits,
-                                        self.ckpts.dir, self.run_dir.model_dir))
+                                        self.ckpts.dir, self.run_dir.model_dir, self.side_threads is not None))
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> int:
