@@ -3,10 +3,12 @@
 Why: on the CPU a phase-2 step runs the back's backbone and crop encoder, then the front's, every op
 split over the cores by OpenMP, and the small convolutions of a 72x96 view and 48x48 crops split poorly
 (the local preset's step: about 750 ms on one thread, 450 ms on two, on a 2-core EPYC). The two sides share
-no weights, so each can run whole on its own thread with half the cores: about 12% less time per phase-2
-step there (benchmarks/bench_step.py prints both, alternated). The maths is the same op for op; only the
-order in which an op sums over threads differs, so numbers match the serial path to float rounding and
-repeat exactly from run to run (and across a resume) under the same thread count.
+no weights, so each can run whole on its own thread with half the cores: 8 - 17% less time per phase-2 step
+there (benchmarks/bench_step.py prints both, alternated; docs/design.md §9). The maths is the same op for
+op: on two threads it equals the serial step on one thread to the bit (tests/test_concurrent_sides.py);
+against the serial step on two it differs by how an op splits its sums over threads, and it repeats
+exactly from run to run and across a resume. More threads than cores would cost far more than this gains
+(one side on two threads beside the other on one: 9% slower; two and two: 9x), so the split is exact.
 
 How: `SideThreads.both(back_fn, front_fn)` runs the front's function on one worker thread and the back's
 on the caller's, each with its share of the OpenMP threads (a per-thread setting), and hands the worker the

@@ -89,8 +89,8 @@ class ModelConfig:
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on GPU)")
     compile: bool = _f(False, "torch.compile the model")
     concurrent_sides: bool = _f(True, "on a CPU (one process, 2 or more threads), run the back's and the front's "
-                                      "networks at the same time, each on half the threads: phase-2 steps about "
-                                      "12% faster on 2 cores, the same maths (sums split differently over threads)")
+                                      "networks at the same time, each on half the threads: phase-2 steps 8 - 17% "
+                                      "faster on 2 cores, the same maths (sums split differently over threads)")
     criteria: bool = _f(True, "criterion heads: sub-grades 1-10 for centering, corners, edges, surface "
                               "(trained where splits.json has `subgrades`)")
     measure_centering: bool = _f(False, "measure each side's border shares from pixel profiles of the edge crops and "

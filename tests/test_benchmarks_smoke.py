@@ -16,9 +16,9 @@ import bench_loop  # noqa: E402
 import bench_local_preset  # noqa: E402
 
 
-def _run(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run(script: str, *args: str, tmp_path: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PSA_CACHE_DIR": str(tmp_path / "cache"),
-           "CUDA_VISIBLE_DEVICES": ""}
+           "CUDA_VISIBLE_DEVICES": "", **(env_extra or {})}
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -69,14 +69,17 @@ def test_prepare_quick_times_each_stage_on_one_thread_and_on_all(tmp_path):
 
 
 def test_step_quick_times_a_training_step_in_each_variant(tmp_path):
-    proc = _run("bench_step.py", "--quick", tmp_path=tmp_path)
+    # Two threads, so the sides can run at once; one thread has nothing to split and no such row.
+    proc = _run("bench_step.py", "--quick", tmp_path=tmp_path, env_extra={"OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
-    for name in ("before", "lower_median", "fused AdamW"):
+    for name in ("before", "lower_median", "fused AdamW", "sides at once"):
         step_ms, ratio = (float(c) for c in rows[name].strip("| ").split("|")[1:])
         assert step_ms > 0 and ratio > 0
     assert float(rows["before"].strip("| ").split("|")[2]) == 1.0
     assert "edge-crop medians: torch.median" in proc.stdout
+    one = _run("bench_step.py", "--quick", tmp_path=tmp_path, env_extra={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0 and "fused AdamW" in one.stdout and "sides at once" not in one.stdout
 
 
 def test_local_preset_bad_override_fails_with_one_line(tmp_path):

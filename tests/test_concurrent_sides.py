@@ -176,6 +176,3 @@ def test_trainer_runs_the_sides_at_once_and_a_resume_is_still_bitwise(smoke_spli
     assert_tensors_equal(load_weights(tmp_path / "ref" / "checkpoints" / "last.pth")["model"],
                          load_weights(out / "checkpoints" / "last.pth")["model"], "model")
     assert final.done["test_qwk"] == reference.done["test_qwk"]
-    serial = run_trainer(smoke_args(smoke_splits, tmp_path / "serial", "--set", "model.concurrent_sides=false"),
-                         tmp_path / "logs", env=two)
-    assert serial.code == 0 and serial.events("start")[0]["concurrent_sides"] is False
