@@ -1,7 +1,7 @@
 """One training step of the local preset's model, and what three of its parts cost in it.
 
 The model presets/local.toml builds (both sides, its crops, detail channels and precision) takes forward,
-loss, backward, clipping and AdamW steps on random inputs of the preset's shapes, in three variants
+loss, backward, clipping and AdamW steps on random inputs of the preset's shapes, in four variants
 alternated (rotated each repeat, so that a noisy neighbour hurts them alike), each a change on the one
 before:
   before        the border reader's medians by torch.median, AdamW's per-parameter loop (the CPU default)
@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import core.model  # noqa: E402
+from core.concurrent_sides import SideThreads  # noqa: E402
 from core.config import load_preset  # noqa: E402
 from core.device import make_compute  # noqa: E402
 from core.losses import grading_loss  # noqa: E402
-from core.concurrent_sides import SideThreads  # noqa: E402
 from core.model import build_model  # noqa: E402
 from core.schedulers import make_optimizer_and_scheduler  # noqa: E402
 
