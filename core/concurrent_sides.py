@@ -41,8 +41,7 @@ class SideThreads:
 
     def both(self, back_fn: Callable[[], object], front_fn: Callable[[], object]) -> tuple:
         """(back_fn(), front_fn()), run at the same time; an exception from either is raised here."""
-        state = _ThreadState.of_caller()
-        front = self._pool.submit(state.run, front_fn)
+        front = self._pool.submit(_under_callers_state(front_fn))
         torch.set_num_threads(self.caller_threads)
         try:
             back = back_fn()
@@ -65,19 +64,14 @@ def _set_own_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-class _ThreadState:
-    """The per-thread settings a side's networks run under: grad mode and CPU autocast."""
+def _under_callers_state(fn: Callable[[], object]) -> Callable[[], object]:
+    """`fn` to run on the worker under the caller's grad mode and CPU autocast (both are per-thread)."""
+    grad, autocast, dtype = torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
-    def __init__(self, grad: bool, autocast: bool, dtype: torch.dtype):
-        self.grad, self.autocast, self.dtype = grad, autocast, dtype
-
-    @classmethod
-    def of_caller(cls) -> "_ThreadState":
-        return cls(torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
-
-    def run(self, fn: Callable[[], object]) -> object:
-        with torch.set_grad_enabled(self.grad), torch.autocast("cpu", dtype=self.dtype, enabled=self.autocast):
+    def run():
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=dtype, enabled=autocast):
             return fn()
+    return run
 
 
 class _BothSides(torch.autograd.Function):
