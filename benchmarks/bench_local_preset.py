@@ -109,13 +109,15 @@ def run(preset: str, overrides: list[str], output_dir: str) -> tuple[int, dict, 
 
 def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: int, n: int, work: str) -> dict:
     """The exported model's grading report on `n` fresh synthetic cards (seed `seed`, the preset's scan
-    size), all but a few of them in the scored split, with the misses table: one pass over the cards, whose
-    per-card grades give both (core.evaluate.evaluate would keep only counts)."""
+    size), all but a few of them in the scored split, read as many times as the export says
+    (core/reads.py), with the misses table: one pass over the cards, whose per-card grades give both
+    (core.evaluate.evaluate would keep only counts)."""
     from core.config import load_preset
     from core.evaluate import predict_records
     from core.export import load_exported
     from core.inference import model_sides
     from core.metrics import grading_report
+    from core.reads import reads_of
     from core.records import load_splits
     from core.synth import generate
 
@@ -124,7 +126,7 @@ def other_seed_report(model_dir: str, preset: str, overrides: list[str], seed: i
                       val_frac=0.01, test_frac=0.96)
     model, config = load_exported(model_dir)
     records = load_splits(str(splits)).split("test")
-    predicted = predict_records(model, records, config["image_size"], model_sides(config))
+    predicted = predict_records(model, records, config["image_size"], model_sides(config), reads=reads_of(config))
     result = grading_report([r.grade for r in records], predicted)
     result["misses"] = misses_by_limiting_criterion(records, predicted)
     return result

@@ -345,11 +345,12 @@ class RunCheckpoints:
         path = storage.join(self.dir, name)
         return path, save(state, path)
 
-    def save_best(self, model, phase: int, epoch: int, metrics: dict) -> float:
-        """Write phaseN_best.pth: the weights, the architecture load_best checks and the epoch's
-        validation metrics (val_loss, val_qwk, val_mae, val_acc of `metrics`); -> seconds taken."""
+    def save_best(self, model, phase: int, epoch: int, metrics: dict, reads: int = 1) -> float:
+        """Write phaseN_best.pth: the weights, the architecture load_best checks, the epoch's validation
+        metrics (val_loss, val_qwk, val_mae, val_acc of `metrics`) and how many reads grade a card
+        (model.reads, core/reads.py: evaluated from this file, it reads as the export does); -> seconds taken."""
         best = {"model": model.state_dict(), "model_signature": self.signature, "phase": phase,
-                "run_id": self.run_id, "epoch": epoch,
+                "run_id": self.run_id, "epoch": epoch, "reads": reads,
                 "metrics": {k: metrics[k] for k in ("val_loss", "val_qwk", "val_mae", "val_acc")}}
         return save(best, storage.join(self.dir, f"phase{phase}_best.pth"))
 

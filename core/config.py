@@ -97,6 +97,9 @@ class ModelConfig:
                                         "the card view (needs data.crop_size > 0 and centering labels in "
                                         "splits.json) and read the centering sub-grade from them through PSA's "
                                         "bands")
+    reads: int = _f(1, "read each card this many times at test, evaluation, prediction and serving, its scans "
+                       "moved by a pixel between reads, and grade the mean distribution (training is the same; "
+                       "each read costs a forward pass; recorded in the export)", min=1, max=9)
 
 
 @dataclass

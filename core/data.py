@@ -64,15 +64,29 @@ def _open_rgb(path, record_id: str, cache_dir: str, use) -> np.ndarray:
         raise ImageError(f"{path}{who}: cannot decode image: {exc}") from None
 
 
+def shifted(im: Image.Image, shift: tuple[int, int]) -> Image.Image:
+    """The scan moved by whole pixels, (dx, dy) = right and down, its outermost rows and columns repeated into
+    the gap (the scanner bed around the card). A second read of a card (core/reads.py) sees its fine lines
+    fall on other pixels of the view and of the detail map, as another scan of the same card would."""
+    dx, dy = shift
+    if not (dx or dy):
+        return im
+    a = np.asarray(im)
+    h, w = a.shape[:2]
+    padded = np.pad(a, ((max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0)), (0, 0)), mode="edge")
+    return Image.fromarray(padded[max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w])
+
+
 def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "", cache_dir: str = "",
-                    detail: str = "") -> np.ndarray:
+                    detail: str = "", shift: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Decode, fix EXIF rotation, letterbox to (W, H) keeping the card's aspect; -> uint8 HxWx3, or HxWx4
     with `detail` (a kind of core/detail_map.py, "" for none): the detail map, found on the scan before the
-    resize, as a 4th channel (and a 5th for "lines_creases").
+    resize, as a 4th channel (and a 5th for "lines_creases"). `shift` moves the scan first (`shifted`).
 
     `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
     """
     def letterbox(im: Image.Image) -> np.ndarray:
+        im = shifted(im, shift)
         view = np.array(ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND),
                         dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
         return np.dstack([view, detail_map(im, size, detail)]) if detail else view
@@ -118,9 +132,11 @@ def crops_of(im: Image.Image, fraction: float, size: int, edge_crops: int = 1) -
 
 
 def load_card_crops(path: str | bytes, fraction: float, size: int, edge_crops: int = 1, record_id: str = "",
-                    cache_dir: str = "") -> np.ndarray:
-    """`crops_of` the decoded scan at `path` (training, evaluation and prediction all cut crops here)."""
-    return _open_rgb(path, record_id, cache_dir, lambda im: crops_of(im, fraction, size, edge_crops))
+                    cache_dir: str = "", shift: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """`crops_of` the decoded scan at `path`, moved by `shift` first (`shifted`); training, evaluation and
+    prediction all cut crops here."""
+    return _open_rgb(path, record_id, cache_dir,
+                     lambda im: crops_of(shifted(im, shift), fraction, size, edge_crops))
 
 def _process_alive(pid: int) -> bool:
     try:
@@ -241,7 +257,7 @@ class CardDataset(Dataset):
                  crop_cache: UInt8Cache | None = None, detail: str = ""):
         self.records, self.size, self.sides, self.detail = records, size, sides, detail
         self.cache, self.crops, self.crop_cache = cache, full_crop_settings(crops), crop_cache
-        self.image_cache_dir = image_cache_dir
+        self.image_cache_dir, self.shift = image_cache_dir, (0, 0)
         if cache is not None:
             missing = [s for s in sides if s not in cache.sides]
             if missing:
@@ -254,13 +270,24 @@ class CardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def with_shift(self, shift: tuple[int, int]) -> "CardDataset":
+        """The same cards with their scans moved by `shift` (`shifted`) before anything is cut from them, for
+        another read of each card (core/reads.py). The caches hold the scans as they are, so a moved read
+        decodes the files again."""
+        if tuple(shift) == (0, 0):
+            return self
+        other = CardDataset(self.records, self.size, self.sides, None, self.image_cache_dir, self.crops, None,
+                            self.detail)
+        other.shift = tuple(shift)
+        return other
+
     def __getitem__(self, index: int) -> dict:
         r = self.records[index]
         if self.cache is not None:
             row = self.cache.array[index]  # a view into the memmap: copy out only the sides asked for
             images = [np.array(row[j]) for j in self._side_index]
         else:
-            images = [load_card_image(getattr(r, s), self.size, r.id, self.image_cache_dir, self.detail)
+            images = [load_card_image(getattr(r, s), self.size, r.id, self.image_cache_dir, self.detail, self.shift)
                       for s in self.sides]
         item = {side: torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
                 for side, img in zip(self.sides, images)}
@@ -269,7 +296,7 @@ class CardDataset(Dataset):
                 crops = (np.array(self.crop_cache.array[index][self.crop_cache.sides.index(side)])
                          if self.crop_cache is not None else
                          load_card_crops(getattr(r, side), *self.crops, record_id=r.id,
-                                         cache_dir=self.image_cache_dir))
+                                         cache_dir=self.image_cache_dir, shift=self.shift))
                 item[f"{side}_crops"] = torch.from_numpy(crops).permute(0, 3, 1, 2)
         item.update(labels_of(r))
         item["index"] = index
@@ -457,15 +484,17 @@ class EvalLoaders:
         self.datasets, self.cfg, self.device, self.rank, self.world_size = datasets, cfg, device, rank, world_size
         self.loaders: dict[tuple, DataLoader] = {}
 
-    def __call__(self, split: str, sides, max_batches: int = 0) -> DataLoader:
+    def __call__(self, split: str, sides, max_batches: int = 0, shift: tuple[int, int] = (0, 0)) -> DataLoader:
         """The whole shard in batches of training.eval_batch_size, or with `max_batches` that many
         training-size batches of a fixed shuffle (the clean batches BatchNorm statistics are recomputed
-        on). Kept per (split, sides)."""
-        if (split, sides) not in self.loaders:
-            t, dataset = self.cfg.training, self.datasets[split][sides]
+        on); with `shift`, the same cards in the same order with their scans moved (CardDataset.with_shift,
+        for another read of each card). Kept per (split, sides, shift)."""
+        key = (split, sides, tuple(shift)) if tuple(shift) != (0, 0) else (split, sides)
+        if key not in self.loaders:
+            t, dataset = self.cfg.training, self.datasets[split][sides].with_shift(shift)
             indices = sampling.eval_indices(len(dataset), t.seed, self.rank, self.world_size,
                                             max_batches * t.batch_size)
-            self.loaders[split, sides] = make_loader(dataset, sampling.EpochOrder(indices), self.cfg.data,
-                                                     t.batch_size if max_batches else t.eval_batch_size, t.seed,
-                                                     self.device, drop_last=False)
-        return self.loaders[split, sides]
+            self.loaders[key] = make_loader(dataset, sampling.EpochOrder(indices), self.cfg.data,
+                                            t.batch_size if max_batches else t.eval_batch_size, t.seed,
+                                            self.device, drop_last=False)
+        return self.loaders[key]

@@ -22,47 +22,64 @@ from core import distributed, latency, storage
 from core.checkpoint import CheckpointError
 from core.data import CardDataset, ImageError, model_input_settings, model_inputs
 from core.export import ExportError, load_exported, load_from_checkpoint
-from core.grade_rule import criteria_logits, predicted_grades, predicted_subgrades
+from core.grade_rule import expected_class
 from core.metrics import format_report, report_from_confusion
+from core.reads import MAX_READS, ReadsError, pooled_reading, read_shifts, reads_of
 from core.records import CRITERIA, SplitsError, load_splits
 
 
+def read_loaders(dataset: CardDataset, reads: int, batch_size: int):
+    """Batches of the same cards, one per read (core/reads.py): each step yields a tuple of `reads` batches,
+    the first of the scans as they are, the others moved (CardDataset.with_shift). confusion_counts reads
+    them as one."""
+    return zip(*(DataLoader(dataset.with_shift(shift), batch_size=batch_size, shuffle=False)
+                 for shift in read_shifts(reads)))
+
+
 @torch.no_grad()
-def predict_records(model, records, image_size, sides, batch_size: int = 64, device="cpu") -> np.ndarray:
-    """Predicted grades (1..10) for records, in order (with the model's crops when it reads them)."""
+def predict_records(model, records, image_size, sides, batch_size: int = 64, device="cpu",
+                    reads: int = 1) -> np.ndarray:
+    """Predicted grades (1..10) for records, in order (with the model's crops when it reads them), each card
+    read `reads` times (core/reads.py)."""
     crops, detail = model_input_settings(model.config())
     dataset = CardDataset(records, tuple(image_size), tuple(sides), crops=crops, detail=detail)
     preds = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        preds.append(predicted_grades(model(**model_inputs(batch, sides, torch.device(device), False))).cpu() + 1)
+    for batches in read_loaders(dataset, reads, batch_size):
+        reading = pooled_reading([model(**model_inputs(b, sides, torch.device(device), False)) for b in batches])
+        preds.append(expected_class(reading["grade"]).cpu() + 1)
     return torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
 @torch.no_grad()
 def confusion_counts(model, batches, autocast=contextlib.nullcontext, to_inputs=None, loss_fn=None) -> dict:
-    """Run `model` in eval mode over loader batches. -> {"grade": [10, 10] float64 counts (rows: true
-    grade), "criteria": [4, 10, 10] the same per criterion over labelled sub-grades, "loss_sum": summed
-    loss_fn(outputs, batch) x batch size}, on the model's device, so a trainer can all-reduce them across
-    ranks before turning them into a report (core.metrics.report_from_confusion)."""
+    """Run `model` in eval mode over loader batches, each a batch or a tuple of batches of the same cards,
+    one per read (read_loaders; the grade is read from the reads' pooled_reading, the loss from the first).
+    -> {"grade": [10, 10] float64 counts (rows: true grade), "criteria": [4, 10, 10] the same per criterion
+    over labelled sub-grades, "loss_sum": summed loss_fn(outputs, batch) x batch size}, on the model's
+    device, so a trainer can all-reduce them across ranks before turning them into a report
+    (core.metrics.report_from_confusion)."""
     device = next(model.parameters()).device
     model.eval()
     confusion = torch.zeros(10, 10, dtype=torch.float64, device=device)
     criteria = torch.zeros(len(CRITERIA), 10, 10, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    for batch in batches:
+    for item in batches:
+        reads = (item,) if isinstance(item, dict) else tuple(item)
+        batch = reads[0]
         with autocast():
-            outputs = model(**to_inputs(batch))
+            outputs = [model(**to_inputs(b)) for b in reads]
         if loss_fn is not None:
-            loss_sum += loss_fn(outputs, batch).double() * len(batch["grade"])
-        pred = predicted_grades(outputs)
+            loss_sum += loss_fn(outputs[0], batch).double() * len(batch["grade"])
+        reading = pooled_reading(outputs)
+        pred = expected_class(reading["grade"])
         confusion.index_put_((batch["grade"].to(device), pred), torch.ones_like(pred, dtype=torch.float64),
                              accumulate=True)
-        if "criteria" in outputs:
+        if reading["criteria"] is not None:
             # Unlabelled sub-grades (-1) add a weight of 0: no boolean indexing, so no host sync on a GPU.
             true = batch["subgrades"].to(device)
             which = torch.arange(len(CRITERIA), device=device).expand_as(true)
             criteria.index_put_((which.flatten(), true.clamp(min=0).flatten(),
-                                 predicted_subgrades(criteria_logits(outputs)).flatten()),
+                                 expected_class(reading["criteria"]).flatten()),
                                 (true >= 0).flatten().double(), accumulate=True)
     return {"grade": confusion, "criteria": criteria, "loss_sum": loss_sum}
 
@@ -86,20 +103,23 @@ EVAL_BATCH_SIZE = 128  # the optimisations guide's evaluation batch (training.ev
 
 
 def evaluate(model_dir: str | None, checkpoint: str | None, splits_path: str, split: str = "test",
-             batch_size: int = EVAL_BATCH_SIZE) -> dict:
+             batch_size: int = EVAL_BATCH_SIZE, reads: int | None = None) -> dict:
+    """The report of a split; each card read as many times as the model's config says (core/reads.py), or
+    `reads` times."""
     model, config = (load_exported(model_dir) if model_dir else load_from_checkpoint(checkpoint))
+    reads = reads_of(config, reads)
     records = load_splits(splits_path).split(split)
     sides = tuple(config.get("sides", ["front", "back"]))
     crops, detail = model_input_settings(config["model"])
-    loader = DataLoader(CardDataset(records, tuple(config["image_size"]), sides, crops=crops, detail=detail),
-                        batch_size=batch_size)
-    counts = confusion_counts(model, loader, to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
+    dataset = CardDataset(records, tuple(config["image_size"]), sides, crops=crops, detail=detail)
+    counts = confusion_counts(model, read_loaders(dataset, reads, batch_size),
+                              to_inputs=lambda b: model_inputs(b, sides, torch.device("cpu"), False))
     report = report_from_confusion(counts["grade"].round().long().numpy(), counts["criteria"].round().long().numpy())
     if records:
         cards = latency.sample_cards(CardDataset(records[:16], tuple(config["image_size"]), sides, crops=crops,
                                                  detail=detail), sides)
-        report["inference"] = latency.measure(model, cards, batch_size)
-    report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint})
+        report["inference"] = latency.measure(model, cards, batch_size, reads)
+    report.update({"split": split, "splits": splits_path, "model": model_dir or checkpoint, "reads": reads})
     return report
 
 
@@ -125,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
                                     "the model or checkpoint)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=EVAL_BATCH_SIZE,
                    help=f"cards per forward pass (default {EVAL_BATCH_SIZE})")
+    p.add_argument("--reads", type=int, default=None,
+                   help=f"read each card this many times, its scans moved by a pixel between reads, and grade "
+                        f"the mean (1 - {MAX_READS}; default: what the model was exported with)")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size {args.batch_size}: expected at least 1")
     try:
-        report = evaluate(args.model, args.checkpoint, args.splits, args.split, args.batch_size)
-    except (ExportError, CheckpointError, SplitsError, ImageError, storage.StorageError) as exc:
+        report = evaluate(args.model, args.checkpoint, args.splits, args.split, args.batch_size, args.reads)
+    except (ExportError, CheckpointError, SplitsError, ImageError, storage.StorageError, ReadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))

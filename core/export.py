@@ -51,10 +51,11 @@ def export_model(model: DualBranchGrader, model_dir: str, extra: dict | None = N
 
 def export_trained(model: DualBranchGrader, model_dir: str, sides, report: dict, cfg) -> str:
     """export_model at the end of training, with what the run knows beside the model: the input size
-    (of `cfg`, the run's core.config.Config) and the sides it reads, its test metrics (qwk, mae, accuracy,
-    within_one of `report`) and the preset it was trained with."""
+    (of `cfg`, the run's core.config.Config), the sides it reads, how many reads grade a card
+    (core/reads.py), its test metrics (qwk, mae, accuracy, within_one of `report`) and the preset it was
+    trained with."""
     return export_model(model, model_dir, {
-        "image_size": list(cfg.data.image_size), "sides": list(sides),
+        "image_size": list(cfg.data.image_size), "sides": list(sides), "reads": cfg.model.reads,
         "test_metrics": {k: report[k] for k in ("qwk", "mae", "accuracy", "within_one")}, "preset": cfg.source})
 
 
@@ -108,5 +109,8 @@ def load_from_checkpoint(path: str, device: str | torch.device = "cpu") -> tuple
     model.load_state_dict(state["model"])
     model.eval()
     sides = ["back"] if state.get("phase", state.get("position", {}).get("phase")) == 1 else ["front", "back"]
-    return model, {"model": {k: sig[k] for k in sig if k != "image_size"}, "image_size": sig["image_size"],
-                   "sides": sides}
+    config = {"model": {k: sig[k] for k in sig if k != "image_size"}, "image_size": sig["image_size"], "sides": sides}
+    # How many reads grade a card (core/reads.py): a phaseN_best.pth says, a training checkpoint holds the
+    # run's config; one written before reads existed is read once.
+    reads = state.get("reads", (state.get("config") or {}).get("model", {}).get("reads"))
+    return model, {**config, "reads": reads} if reads is not None else config

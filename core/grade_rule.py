@@ -126,11 +126,16 @@ def criteria_logits(outputs: dict) -> Tensor | None:
     return torch.cat([measured.unsqueeze(1).to(logits.dtype), logits[:, CENTERING + 1:]], dim=1)
 
 
+def subgrade_probabilities(criteria_logits: Tensor) -> Tensor:
+    """[B, C, K] sub-grade distributions from sub-grade logits (criteria_logits' reading)."""
+    return torch.softmax(criteria_logits.float(), dim=-1)
+
+
 def predicted_grades(outputs: dict) -> Tensor:
-    """Class indices (grade - 1) [B] from a DualBranchGrader's forward outputs."""
+    """Class indices (grade - 1) [B] from one read's forward outputs (core/reads.py pools several)."""
     return expected_class(grade_probabilities(grade_logits(outputs), criteria_logits(outputs)))
 
 
 def predicted_subgrades(criteria_logits: Tensor) -> Tensor:
     """Class indices (sub-grade - 1) [B, C] from sub-grade logits [B, C, K]."""
-    return expected_class(torch.softmax(criteria_logits.float(), dim=-1))
+    return expected_class(subgrade_probabilities(criteria_logits))

@@ -14,8 +14,8 @@ import torch
 
 from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
 from core.export import load_exported
-from core.grade_rule import (criteria_logits, expected_index, grade_logits, grade_probabilities, nearest_class,
-                             predicted_subgrades)
+from core.grade_rule import expected_class, expected_index, nearest_class
+from core.reads import pooled_reading, read_shifts, reads_of, split_reads
 from core.records import CRITERIA
 
 ImageSource = Union[str, bytes, os.PathLike]
@@ -34,27 +34,31 @@ def model_sides(config: dict) -> list[str]:
 
 def preprocess(config: dict, card: Mapping[str, ImageSource | None],
                sides: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """{side: uint8 1x3xHxW (1x4xHxW or 1x5xHxW with the detail map)} for the sides the model reads (or
-    `sides`), plus {side}_crops 1xNx3xSxS (N = 4 + 4 x edge crops) when the model reads crops, made by the
-    same core.data code as in training; ImageError names a bad image."""
+    """{side: uint8 Rx3xHxW (Rx4xHxW or Rx5xHxW with the detail map)} for the sides the model reads (or
+    `sides`), plus {side}_crops RxNx3xSxS (N = 4 + 4 x edge crops) when the model reads crops, made by the
+    same core.data code as in training; R is the model's reads (core/reads.py: the scans as they are, then
+    moved a pixel; 1 for a model exported before reads existed). ImageError names a bad image."""
     size = tuple(config["image_size"])
     crops, detail = model_input_settings(config["model"])
+    shifts = read_shifts(reads_of(config))
     out = {}
     for side in sides or model_sides(config):
         src = card.get(side)
         if src is None:
             raise ImageError(f"missing the {side} scan (this model reads: {', '.join(model_sides(config))})")
         src = src if isinstance(src, bytes) else os.fspath(src)
-        out[side] = torch.from_numpy(load_card_image(src, size, detail=detail)).permute(2, 0, 1).unsqueeze(0)
+        out[side] = torch.stack([torch.from_numpy(load_card_image(src, size, detail=detail, shift=shift))
+                                 for shift in shifts]).permute(0, 3, 1, 2)
         if crops:
-            cut = load_card_crops(src, *crops)
-            out[f"{side}_crops"] = torch.from_numpy(cut).permute(0, 3, 1, 2).unsqueeze(0)
+            out[f"{side}_crops"] = torch.stack([torch.from_numpy(load_card_crops(src, *crops, shift=shift))
+                                                for shift in shifts]).permute(0, 1, 4, 2, 3)
     return out
 
 
 @torch.no_grad()
 def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]) -> list[dict]:
-    """Grade preprocessed cards (`preprocess` outputs) in one forward pass; one field dict per card.
+    """Grade preprocessed cards (`preprocess` outputs) in one forward pass over all their reads; one field
+    dict per card, read from the mean of its reads (core/reads.py: as many as the config says).
 
     The fields are what `python -m core.predict --json` prints and core.serve returns (the response of
     the Vertex AI prediction contract, README "Serve the grader"): grade (expected_grade rounded to the
@@ -67,12 +71,14 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
     """
     sides = model_sides(config)
     device = next(model.parameters()).device
+    reads = next(iter(cards[0].values())).shape[0]  # preprocess: every card's reads, in READ_SHIFTS' order
     out = model(**model_inputs({k: torch.cat([c[k] for c in cards]) for k in cards[0]}, sides, device, False))
-    sub_logits = criteria_logits(out)  # with measured centering, its row read through PSA's bands
-    probs = grade_probabilities(grade_logits(out), sub_logits).cpu()
+    reading = pooled_reading(split_reads(out, reads))
+    probs = reading["grade"].cpu()  # criteria pooled in, measured centering read through PSA's bands
     mean = expected_index(probs)  # once, for both fields: the grade is expected_grade rounded
     decided = nearest_class(mean, probs.shape[1])
-    edge, centering = out["edge"].float().cpu(), out["centering"].float().cpu()
+    edge, centering = reading["edge"].cpu(), reading["centering"].cpu()
+    sub_probs = reading["criteria"]
     results = []
     for i in range(len(cards)):
         p, c = probs[i], centering[i].tolist()
@@ -83,14 +89,14 @@ def grade_batch(model, config: dict, cards: Sequence[Mapping[str, torch.Tensor]]
             "edge": round(float(edge[i]), 4),
             "centering": {"front": [round(c[0], 4), round(c[1], 4)], "back": [round(c[2], 4), round(c[3], 4)]},
         })
-        if sub_logits is not None:
-            results[-1].update(criterion_grades(sub_logits[i]))
+        if sub_probs is not None:
+            results[-1].update(criterion_grades(sub_probs[i]))
     return results
 
 
-def criterion_grades(logits: torch.Tensor) -> dict:
-    """[4, 10] sub-grade logits -> {"subgrades": {criterion: 1..10}, "held_back_by": [criteria]}."""
-    subgrades = {name: int(g) + 1 for name, g in zip(CRITERIA, predicted_subgrades(logits))}
+def criterion_grades(probs: torch.Tensor) -> dict:
+    """[4, 10] sub-grade distributions -> {"subgrades": {criterion: 1..10}, "held_back_by": [criteria]}."""
+    subgrades = {name: int(g) + 1 for name, g in zip(CRITERIA, expected_class(probs))}
     lowest = min(subgrades.values())
     return {"subgrades": subgrades,
             "held_back_by": [n for n, g in subgrades.items() if g == lowest] if lowest < 10 else []}

@@ -46,11 +46,13 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_size: int) -> dict:
-    """Time `model` on `cards` ({side: uint8 NxCxHxW}, the sides the model reads, N >= 1).
+def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_size: int, reads: int = 1) -> dict:
+    """Time `model` on `cards` ({side: uint8 NxCxHxW}, the sides the model reads, N >= 1), each card read
+    `reads` times (core/reads.py: a card's reads go through in one pass, as core.inference runs them).
 
-    Returns {"device", "batch1_median_ms", "batch1_p95_ms", "cards_per_s", "batch_size", "runs"}; cards
-    are reused cyclically to fill BATCH1_RUNS single-card passes and a batch of `batch_size`.
+    Returns {"device", "batch1_median_ms", "batch1_p95_ms", "cards_per_s", "batch_size", "runs", "reads"};
+    cards are reused cyclically to fill BATCH1_RUNS single-card passes (each of `reads` images) and a pass
+    of `batch_size` images (batch_size // reads cards).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -61,6 +63,7 @@ def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_siz
     sides = [s for s in on_device if not s.endswith("_crops")]
 
     def forward(index: torch.Tensor) -> None:  # the trainer's own input path, crops included
+        index = index.repeat_interleave(reads)  # each card's reads in one pass, as core.inference runs them
         model(**model_inputs({s: x.index_select(0, index) for s, x in on_device.items()}, sides, device, False))
 
     times = []
@@ -72,7 +75,8 @@ def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_siz
         _sync(device)
         if i >= WARMUP_RUNS:
             times.append((time.perf_counter() - start) * 1000.0)
-    big = torch.arange(batch_size, device=device) % n
+    # A pass of batch_size images: with several reads, batch_size // reads cards.
+    big = torch.arange(max(1, batch_size // reads), device=device) % n
     forward(big)  # warm-up at this batch size
     _sync(device)
     start = time.perf_counter()
@@ -83,8 +87,8 @@ def measure(model: torch.nn.Module, cards: Mapping[str, torch.Tensor], batch_siz
     model.train(was_training)
     return {"device": device_name(device), "batch1_median_ms": round(float(np.median(times)), 3),
             "batch1_p95_ms": round(float(np.percentile(times, 95)), 3),
-            "cards_per_s": round(batch_size * THROUGHPUT_BATCHES / max(elapsed, 1e-9), 2),
-            "batch_size": batch_size, "runs": BATCH1_RUNS, "precision": "fp32",
+            "cards_per_s": round(len(big) * THROUGHPUT_BATCHES / max(elapsed, 1e-9), 2),
+            "batch_size": batch_size, "runs": BATCH1_RUNS, "reads": reads, "precision": "fp32",
             "timed": "model forward on decoded cards"}
 
 

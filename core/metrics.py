@@ -156,14 +156,19 @@ def format_inference_time(t: dict) -> str:
     """One line: latency per card at batch 1 and throughput at the eval batch size, on the named device."""
     return (f"inference on {t['device']}: {t['batch1_median_ms']:.1f} ms per card median, "
             f"{t['batch1_p95_ms']:.1f} ms p95 (batch 1); {t['cards_per_s']:,.1f} cards/s at batch "
-            f"{t['batch_size']}")
+            f"{t['batch_size']}{_reads_note(t.get('reads', 1))}")
+
+
+def _reads_note(reads: int) -> str:
+    return f", each card read {reads} times" if reads > 1 else ""
 
 
 def format_report(report: dict) -> str:
     """A readable text version of `grading_report`: headline numbers, per-grade accuracy, confusion."""
     lines = [
         f"samples {report['n']}   QWK {report['qwk']:.4f}   MAE {report['mae']:.3f}   "
-        f"exact {report['accuracy']:.1%}   within one {report['within_one']:.1%}",
+        f"exact {report['accuracy']:.1%}   within one {report['within_one']:.1%}"
+        f"{_reads_note(report.get('reads', 1))}",
         f"accuracy {report['accuracy']:.4f}   macro F1 {report['macro_f1']:.4f}   "
         f"weighted F1 {report['weighted_f1']:.4f}",
         *([format_inference_time(report["inference"])] if report.get("inference") else []),

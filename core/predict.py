@@ -14,6 +14,7 @@ from core import latency, storage
 from core.data import ImageError
 from core.export import ExportError
 from core.inference import load_model, predict_card  # the one prediction path, shared with core.serve
+from core.reads import MAX_READS, ReadsError, reads_of
 
 
 def _ratio(share: float) -> str:
@@ -46,16 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("front", help="front scan (local path or gs://)")
     p.add_argument("back", help="back scan (local path or gs://)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--reads", type=int, default=None,
+                   help=f"read the card this many times, its scans moved by a pixel between reads, and grade the "
+                        f"mean (1 - {MAX_READS}; default: what the model was exported with)")
     args = p.parse_args(argv)
     try:
         start = time.perf_counter()
         model, config = load_model(args.model)
+        config = {**config, "reads": reads_of(config, args.reads)}
         loaded = time.perf_counter()
         result = predict_card(model, config, args.front, args.back)
         graded = time.perf_counter()
         result["timing"] = {"grade_ms": round((graded - loaded) * 1000, 3), "load_s": round(loaded - start, 3),
                             "device": latency.device_name(next(model.parameters()).device)}
-    except (ExportError, ImageError, storage.StorageError) as exc:
+    except (ExportError, ImageError, storage.StorageError, ReadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else format_prediction(result))

@@ -37,6 +37,7 @@ from typing import Any
 from core.data import ImageError
 from core.export import ExportError
 from core.inference import grade_batch, load_model, model_sides, preprocess
+from core.reads import MAX_READS, ReadsError, reads_of
 from core import storage
 
 try:  # the serve extra; main() says how to install it when it is missing
@@ -265,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: all)")
     p.add_argument("--max-instances", type=int, default=MAX_INSTANCES, help="instances per request at most")
     p.add_argument("--max-image-bytes", type=int, default=MAX_IMAGE_BYTES, help="bytes per image at most")
+    p.add_argument("--reads", type=int, default=None,
+                   help=f"read each card this many times, its scans moved by a pixel between reads, and grade the "
+                        f"mean (1 - {MAX_READS}; default: what the model was exported with; each read is a "
+                        f"forward pass)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -286,12 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         model, config = load_model(model_dir)
-    except (ExportError, storage.StorageError) as exc:
+        config = {**config, "reads": reads_of(config, args.reads)}
+    except (ExportError, storage.StorageError, ReadsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     grader = Grader(model, config, Limits(args.max_instances, args.max_image_bytes))
     app = create_app(grader, _route("AIP_HEALTH_ROUTE", "/health"), _route("AIP_PREDICT_ROUTE", "/predict"))
-    log.info("model %s loaded (reads %s); listening on %s:%d", model_dir, "+".join(grader.sides), args.host, port)
+    log.info("model %s loaded (reads %s, each card %d times); listening on %s:%d", model_dir, "+".join(grader.sides),
+             config["reads"], args.host, port)
     try:
         # One process: the model is loaded once and torch already uses every core inside a batch.
         uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)

@@ -42,6 +42,7 @@ from core.losses import grading_loss
 from core.metrics import format_report
 from core.model import WeightsError, build_model, recompute_batchnorm
 from core.preemption import EXIT_PREEMPTED, PreemptionHandler
+from core.reads import read_shifts
 from core.records import SplitsError, require_centering_labels
 from core.run_dir import RunDir
 from core.schedulers import make_optimizer_and_scheduler
@@ -289,11 +290,13 @@ class Trainer:
         raise Preempted()
 
     # ------------------------------------------------------------------------------------ evaluation
-    def evaluate(self, split: str, sides) -> dict:
-        """val_loss, val_qwk, val_mae, val_acc and the report of a split over all ranks (each one calls it)."""
+    def evaluate(self, split: str, sides, reads: int = 1) -> dict:
+        """val_loss, val_qwk, val_mae, val_acc and the report of a split over all ranks (each one calls it),
+        each card read `reads` times (core/reads.py; the loss from the first read, the scans as they are)."""
+        loaders = [self.eval_loader(split, sides, shift=shift) for shift in read_shifts(reads)]
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
-        return evaluate_shards(self.model, self.eval_loader(split, sides), self.compute.autocast,
+        return evaluate_shards(self.model, loaders[0] if reads == 1 else zip(*loaders), self.compute.autocast,
                                lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
                                self._grading_loss)
 
@@ -310,7 +313,7 @@ class Trainer:
         self.events.emit("epoch", f"epoch {pos.epoch} phase {phase} val_qwk {metrics['val_qwk']:.4f}", **fields)
         add_epoch_scalars(self.tb, phase, fields, pos.global_step)
         if improved and self.is_main:
-            seconds = self.ckpts.save_best(self.model, phase, pos.epoch, metrics)
+            seconds = self.ckpts.save_best(self.model, phase, pos.epoch, metrics, self.cfg.model.reads)
             self.events.emit("checkpoint", f"new best {self.cfg.early_stopping.metric} "
                                            f"{plan.stopper.best:.4f}: phase{phase}_best.pth",
                              phase=phase, epoch=pos.epoch, kind="best", save_s=round(seconds, 3))
@@ -342,10 +345,11 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- finish
     def finish(self) -> int:
         sides = ("front", "back") if self.cfg.training.phase2_epochs > 0 else ("back",)
-        report = self.evaluate("test", sides)["report"]
+        reads = self.cfg.model.reads  # validation reads each card once: the epochs' numbers stay comparable
+        report = {**self.evaluate("test", sides, reads)["report"], "reads": reads}
         if self.is_main:
             cards = latency.sample_cards(self.datasets["test"][sides], sides)
-            report["inference"] = latency.measure(self.model, cards, self.cfg.training.eval_batch_size)
+            report["inference"] = latency.measure(self.model, cards, self.cfg.training.eval_batch_size, reads)
             export_path = export_trained(self.model, self.run_dir.model_dir, sides, report, self.cfg)
             self.run_dir.write_text("report.json", json.dumps(report, indent=2))
             self.run_dir.publish()

@@ -97,7 +97,7 @@ def test_the_lowest_subgrade_is_what_holds_the_grade_back():
     logits = torch.zeros(4, 10)
     for i, grade in enumerate((9, 8, 9, 10)):
         logits[i, grade - 1] = 5.0
-    got = criterion_grades(logits)
+    got = criterion_grades(torch.softmax(logits, dim=-1))
     assert got == {"subgrades": dict(zip(CRITERIA, (9, 8, 9, 10))), "held_back_by": ["corners"]}
     text = format_prediction({"grade": 8, "expected_grade": 8.1, "probabilities": [0.1] * 10,
                               "edge": 0.2, "centering": {"front": [0.5, 0.5], "back": [0.5, 0.5]}, **got})
@@ -105,7 +105,7 @@ def test_the_lowest_subgrade_is_what_holds_the_grade_back():
     assert "sub-grades: centering 9, corners 8, edges 9, surface 10" in text
     perfect = torch.zeros(4, 10)
     perfect[:, 9] = 5.0
-    assert criterion_grades(perfect)["held_back_by"] == []
+    assert criterion_grades(torch.softmax(perfect, dim=-1))["held_back_by"] == []
 
 
 def test_report_has_a_per_criterion_accuracy_table():
