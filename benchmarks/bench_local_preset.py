@@ -44,7 +44,8 @@ ABLATION = {"preset": [], "no crops": ["data.crop_size=0", "model.measure_center
             "edge midpoints only": ["data.edge_crops=1"],
             "no detail map": ["data.detail=false"], "top-hat detail map": ["data.detail_kind=tophat"],
             "no criterion heads": ["model.criteria=false"],
-            "48x64 card view": ["data.image_size=[48,64]"], "96x128 card view": ["data.image_size=[96,128]"]}
+            "48x64 card view": ["data.image_size=[48,64]"], "96x128 card view": ["data.image_size=[96,128]"],
+            "each card read once": ["model.reads=1"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
