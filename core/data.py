@@ -85,12 +85,26 @@ def load_card_image(path: str | bytes, size: tuple[int, int], record_id: str = "
 
     `path` may also be the encoded file's bytes (an upload to core.serve): same decode, same letterbox.
     """
-    def letterbox(im: Image.Image) -> np.ndarray:
-        im = shifted(im, shift)
-        view = np.array(ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND),
-                        dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
-        return np.dstack([view, detail_map(im, size, detail)]) if detail else view
-    return _open_rgb(path, record_id, cache_dir, letterbox)
+    return _open_rgb(path, record_id, cache_dir, lambda im: card_view(shifted(im, shift), size, detail))
+
+
+def card_view(im: Image.Image, size: tuple[int, int], detail: str = "") -> np.ndarray:
+    """The letterboxed whole-card view of a decoded scan, with its detail map channels (load_card_image)."""
+    view = np.array(ImageOps.pad(im, size, method=Image.Resampling.BILINEAR, color=BACKGROUND),
+                    dtype=np.uint8)  # writable (asarray's view of PIL's bytes is read-only)
+    return np.dstack([view, detail_map(im, size, detail)]) if detail else view
+
+
+def load_card_reads(path: str | bytes, size: tuple[int, int], shifts, detail: str = "",
+                    crops: tuple | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One decode of the scan at `path` -> its views [R, H, W, C] and, with `crops` (fraction, size[, edge
+    crops]), its crops [R, n, size, size, 3], one per shift (core/reads.py): what load_card_image and
+    load_card_crops give for each shift, without decoding the file 2 x R times."""
+    def cut(im: Image.Image):
+        moved = [shifted(im, shift) for shift in shifts]
+        views = np.stack([card_view(m, size, detail) for m in moved])
+        return views, np.stack([crops_of(m, *crops) for m in moved]) if crops else None
+    return _open_rgb(path, "", "", cut)
 
 
 # Where the crops sit ((x, y) of the box as a share of the free space W - box, H - box) and how each is
@@ -489,7 +503,7 @@ class EvalLoaders:
         training-size batches of a fixed shuffle (the clean batches BatchNorm statistics are recomputed
         on); with `shift`, the same cards in the same order with their scans moved (CardDataset.with_shift,
         for another read of each card). Kept per (split, sides, shift)."""
-        key = (split, sides, tuple(shift)) if tuple(shift) != (0, 0) else (split, sides)
+        key = (split, sides, tuple(shift))
         if key not in self.loaders:
             t, dataset = self.cfg.training, self.datasets[split][sides].with_shift(shift)
             indices = sampling.eval_indices(len(dataset), t.seed, self.rank, self.world_size,

@@ -1,9 +1,9 @@
 """The one prediction path: `core.predict` (one card from the command line) and `core.serve` (HTTP) both
 grade through `predict_cards`, so a served grade is exactly the grade the command line prints.
 
-Images go through `core.data.load_card_image`, the decode/letterbox that training and evaluation use,
-and `normalize_on_device`, the normalisation they use; an image may be a local path, a gs:// path or
-the encoded file's bytes (an upload).
+Images go through `core.data.load_card_reads` (one decode, then the view, detail map and crops that training
+and evaluation cut, for each read) and `normalize_on_device`, the normalisation they use; an image may be a
+local path, a gs:// path or the encoded file's bytes (an upload).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Mapping, Sequence, Union
 
 import torch
 
-from core.data import ImageError, load_card_crops, load_card_image, model_input_settings, model_inputs
+from core.data import ImageError, load_card_reads, model_input_settings, model_inputs
 from core.export import load_exported
 from core.grade_rule import expected_class, expected_index, nearest_class
 from core.reads import pooled_reading, read_shifts, reads_of, split_reads
@@ -46,12 +46,10 @@ def preprocess(config: dict, card: Mapping[str, ImageSource | None],
         src = card.get(side)
         if src is None:
             raise ImageError(f"missing the {side} scan (this model reads: {', '.join(model_sides(config))})")
-        src = src if isinstance(src, bytes) else os.fspath(src)
-        out[side] = torch.stack([torch.from_numpy(load_card_image(src, size, detail=detail, shift=shift))
-                                 for shift in shifts]).permute(0, 3, 1, 2)
+        views, cut = load_card_reads(src if isinstance(src, bytes) else os.fspath(src), size, shifts, detail, crops)
+        out[side] = torch.from_numpy(views).permute(0, 3, 1, 2)
         if crops:
-            out[f"{side}_crops"] = torch.stack([torch.from_numpy(load_card_crops(src, *crops, shift=shift))
-                                                for shift in shifts]).permute(0, 1, 4, 2, 3)
+            out[f"{side}_crops"] = torch.from_numpy(cut).permute(0, 1, 4, 2, 3)
     return out
 
 

@@ -296,7 +296,7 @@ class Trainer:
         loaders = [self.eval_loader(split, sides, shift=shift) for shift in read_shifts(reads)]
         # The bare model, not the DDP wrapper: ranks' shards may differ in batch count, and DDP's
         # forward would wait for a buffer broadcast the other ranks never join.
-        return evaluate_shards(self.model, loaders[0] if reads == 1 else zip(*loaders), self.compute.autocast,
+        return evaluate_shards(self.model, zip(*loaders), self.compute.autocast,
                                lambda b: model_inputs(b, sides, self.device, self.cfg.model.channels_last),
                                self._grading_loss)
 
