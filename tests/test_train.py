@@ -104,9 +104,9 @@ def test_export_reload_gives_identical_predictions(smoke_run, smoke_splits):
     best = checkpoint.load(str(out / "checkpoints" / "phase2_best.pth"))
     assert all(torch.equal(v, best["model"][k]) for k, v in model.state_dict().items())
     records = load_splits(str(smoke_splits)).test
-    first = predict_records(model, records, config["image_size"], config["sides"])
+    first = predict_records(model, records, config["image_size"], config["sides"], reads=config["reads"])
     model2, _ = load_exported(str(out / "model"))
-    assert (predict_records(model2, records, config["image_size"], config["sides"]) == first).all()
+    assert (predict_records(model2, records, config["image_size"], config["sides"], reads=config["reads"]) == first).all()
     report = json.loads((out / "report.json").read_text())
     assert abs(report["accuracy"] - float((first == [r.grade for r in records]).mean())) < 1e-9
 
